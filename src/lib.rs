@@ -1,3 +1,7 @@
 //! weaveproxy: a Docker API proxy that joins the containers it starts to the weave network.
 
+pub mod config;
+pub mod intercept;
+pub mod logging;
+pub mod proxy;
 pub mod weave_cidr;

@@ -128,7 +128,9 @@ pub fn parse(value: &str) -> Result<Request, WeaveCidrError> {
         let token = if word == "net:default" {
             Token::NetDefault
         } else if let Some(net) = word.strip_prefix("net:") {
-            let cidr: Cidr = net.parse().map_err(|e: CidrParseError| bad(e.to_string()))?;
+            let cidr: Cidr = net
+                .parse()
+                .map_err(|e: CidrParseError| bad(e.to_string()))?;
             if !cidr.is_network() {
                 return Err(bad(format!(
                     "\"{word}\": the subnet must have no bits set after its /{} prefix (did you mean net:{}?)",
@@ -206,7 +208,10 @@ mod tests {
             let err = parse(bad).unwrap_err();
             assert_eq!(err.value, bad);
             let text = err.to_string();
-            assert!(text.starts_with(&format!("invalid WEAVE_CIDR \"{bad}\"")), "{text}");
+            assert!(
+                text.starts_with(&format!("invalid WEAVE_CIDR \"{bad}\"")),
+                "{text}"
+            );
             assert!(!text.contains('\n'));
         }
     }

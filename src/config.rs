@@ -1,0 +1,281 @@
+//! Settings: defaults < TOML file < `WEAVEPROXY_*` environment < command-line flags.
+//!
+//! Every layer goes through one `config::Config`, and the result is deserialised with
+//! `deny_unknown_fields`, so a misspelt key in the file or the environment is a start-up error
+//! rather than a silently ignored setting.
+
+use std::path::PathBuf;
+
+use clap::Parser;
+use serde::Deserialize;
+
+pub const DEFAULT_LISTEN: &str = "tcp://0.0.0.0:12375";
+pub const DEFAULT_DOCKER: &str = "unix:///var/run/docker.sock";
+
+/// Command-line flags. Every setting is an `Option` without a clap default, so an absent flag
+/// never overrides the file or the environment.
+#[derive(Debug, Parser)]
+#[command(
+    name = "weaveproxy",
+    version,
+    about = "Docker API proxy that attaches containers to the weave network"
+)]
+pub struct Cli {
+    /// Address to listen on: tcp://HOST:PORT or unix:///PATH (repeatable) [default: tcp://0.0.0.0:12375]
+    #[arg(short = 'H', long = "host", value_name = "ADDR")]
+    pub listen: Vec<String>,
+    /// Docker daemon address: unix:///PATH or tcp://HOST:PORT [default: unix:///var/run/docker.sock]
+    #[arg(short = 'D', long = "docker", value_name = "ADDR")]
+    pub docker_host: Option<String>,
+    /// TOML file with settings (keys as in the README's table)
+    #[arg(long, value_name = "FILE")]
+    pub config: Option<PathBuf>,
+    /// Log level: error, warn, info, debug or trace [default: info]
+    #[arg(long, value_name = "LEVEL")]
+    pub log_level: Option<String>,
+    /// Where logs go: auto (journald when present, else stderr), journald or stderr [default: auto]
+    #[arg(long, value_name = "TARGET")]
+    pub log_target: Option<String>,
+    /// Attach every container, allocating an address, unless it says WEAVE_CIDR=none
+    #[arg(long, num_args = 0..=1, default_missing_value = "true", value_name = "BOOL")]
+    pub with_ipam: Option<bool>,
+    /// Always point containers' resolvers at weaveDNS
+    #[arg(long, num_args = 0..=1, default_missing_value = "true", value_name = "BOOL")]
+    pub with_dns: Option<bool>,
+    /// Never touch containers' resolvers or register them in weaveDNS
+    #[arg(long, num_args = 0..=1, default_missing_value = "true", value_name = "BOOL")]
+    pub without_dns: Option<bool>,
+    /// Host path of the weavewait binary, or volume:NAME for a volume holding it as /w
+    #[arg(long, value_name = "PATH")]
+    pub weavewait: Option<String>,
+    /// Bridge that weave interfaces are attached to [default: weave]
+    #[arg(long, value_name = "NAME")]
+    pub bridge: Option<String>,
+    /// The weave router (or our network service) HTTP API [default: http://127.0.0.1:6784]
+    #[arg(long, value_name = "URL")]
+    pub weave_api: Option<String>,
+    /// Seconds that in-flight requests get to finish on SIGTERM/SIGINT [default: 10]
+    #[arg(long, value_name = "SECS")]
+    pub shutdown_timeout: Option<u64>,
+}
+
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct Settings {
+    pub listen: Vec<String>,
+    pub docker_host: String,
+    pub log_level: String,
+    pub log_target: String,
+    pub with_ipam: bool,
+    pub with_dns: bool,
+    pub without_dns: bool,
+    /// Empty: `weavewait` next to the proxy's own executable.
+    pub weavewait: String,
+    pub bridge: String,
+    pub weave_api: String,
+    pub shutdown_timeout: u64,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("configuration: {0}")]
+    Load(#[from] config::ConfigError),
+    #[error("configuration: {0}")]
+    Invalid(String),
+}
+
+/// Environment variables that belong to the `weave` front end, not to the proxy.
+const FOREIGN_ENV: &[&str] = &["WEAVEPROXY_DOCKER_ARGS"];
+
+pub fn load(cli: &Cli) -> Result<Settings, ConfigError> {
+    load_from(cli, std::env::vars())
+}
+
+pub fn load_from(
+    cli: &Cli,
+    env: impl IntoIterator<Item = (String, String)>,
+) -> Result<Settings, ConfigError> {
+    use config::{Config, Environment, File, FileFormat};
+
+    let env: config::Map<String, String> = env
+        .into_iter()
+        .filter(|(k, _)| k.starts_with("WEAVEPROXY_") && !FOREIGN_ENV.contains(&k.as_str()))
+        .collect();
+
+    let mut builder = Config::builder()
+        .set_default("listen", vec![DEFAULT_LISTEN])?
+        .set_default("docker_host", DEFAULT_DOCKER)?
+        .set_default("log_level", "info")?
+        .set_default("log_target", "auto")?
+        .set_default("with_ipam", false)?
+        .set_default("with_dns", false)?
+        .set_default("without_dns", false)?
+        .set_default("weavewait", "")?
+        .set_default("bridge", "weave")?
+        .set_default("weave_api", "http://127.0.0.1:6784")?
+        .set_default("shutdown_timeout", 10)?;
+    if let Some(path) = &cli.config {
+        if !path.exists() {
+            return Err(ConfigError::Invalid(format!(
+                "config file {} does not exist",
+                path.display()
+            )));
+        }
+        builder = builder.add_source(File::from(path.as_path()).format(FileFormat::Toml));
+    }
+    builder = builder.add_source(
+        Environment::with_prefix("WEAVEPROXY")
+            .prefix_separator("_")
+            .separator("__")
+            .list_separator(",")
+            .with_list_parse_key("listen")
+            .try_parsing(true)
+            .source(Some(env)),
+    );
+    if !cli.listen.is_empty() {
+        builder = builder.set_override("listen", cli.listen.clone())?;
+    }
+    builder = builder
+        .set_override_option("docker_host", cli.docker_host.clone())?
+        .set_override_option("log_level", cli.log_level.clone())?
+        .set_override_option("log_target", cli.log_target.clone())?
+        .set_override_option("with_ipam", cli.with_ipam)?
+        .set_override_option("with_dns", cli.with_dns)?
+        .set_override_option("without_dns", cli.without_dns)?
+        .set_override_option("weavewait", cli.weavewait.clone())?
+        .set_override_option("bridge", cli.bridge.clone())?
+        .set_override_option("weave_api", cli.weave_api.clone())?
+        .set_override_option("shutdown_timeout", cli.shutdown_timeout)?;
+
+    let settings: Settings = builder.build()?.try_deserialize()?;
+    settings.validate()?;
+    Ok(settings)
+}
+
+impl Settings {
+    fn validate(&self) -> Result<(), ConfigError> {
+        let bad = |m: String| Err(ConfigError::Invalid(m));
+        if self.listen.is_empty() {
+            return bad("at least one listen address (-H) is needed".into());
+        }
+        if !["error", "warn", "info", "debug", "trace"].contains(&self.log_level.as_str()) {
+            return bad(format!(
+                "log_level \"{}\" is not one of error, warn, info, debug, trace",
+                self.log_level
+            ));
+        }
+        if !["auto", "journald", "stderr"].contains(&self.log_target.as_str()) {
+            return bad(format!(
+                "log_target \"{}\" is not one of auto, journald, stderr",
+                self.log_target
+            ));
+        }
+        if self.with_dns && self.without_dns {
+            return bad("--with-dns and --without-dns contradict each other".into());
+        }
+        if self.bridge.is_empty() || self.bridge.len() > 15 {
+            return bad(format!(
+                "bridge name \"{}\" must be 1 to 15 characters",
+                self.bridge
+            ));
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::Write;
+
+    fn cli(args: &[&str]) -> Cli {
+        Cli::try_parse_from(std::iter::once("weaveproxy").chain(args.iter().copied())).unwrap()
+    }
+
+    fn env(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
+        pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
+    }
+
+    #[test]
+    fn defaults() {
+        let s = load_from(&cli(&[]), env(&[])).unwrap();
+        assert_eq!(s.listen, vec![DEFAULT_LISTEN]);
+        assert_eq!(s.docker_host, DEFAULT_DOCKER);
+        assert!(!s.with_ipam);
+        assert_eq!(s.bridge, "weave");
+    }
+
+    #[test]
+    fn layers_in_order() {
+        let mut file = tempfile::NamedTempFile::new().unwrap();
+        writeln!(
+            file,
+            "listen = [\"tcp://127.0.0.1:1\"]\ndocker_host = \"unix:///file.sock\"\nlog_level = \"warn\"\nbridge = \"fromfile\""
+        )
+        .unwrap();
+        let path = file.path().to_str().unwrap().to_string();
+        let s = load_from(
+            &cli(&["--config", &path, "-D", "unix:///flag.sock"]),
+            env(&[
+                ("WEAVEPROXY_LOG_LEVEL", "debug"),
+                ("WEAVEPROXY_DOCKER_HOST", "unix:///env.sock"),
+                ("WEAVEPROXY_WITH_IPAM", "true"),
+            ]),
+        )
+        .unwrap();
+        assert_eq!(s.listen, vec!["tcp://127.0.0.1:1"]);
+        assert_eq!(s.bridge, "fromfile");
+        assert_eq!(s.log_level, "debug");
+        assert_eq!(s.docker_host, "unix:///flag.sock");
+        assert!(s.with_ipam);
+    }
+
+    #[test]
+    fn repeated_listen_flags_and_env_list() {
+        let s = load_from(
+            &cli(&["-H", "tcp://127.0.0.1:1", "-H", "unix:///a.sock"]),
+            env(&[]),
+        )
+        .unwrap();
+        assert_eq!(s.listen, vec!["tcp://127.0.0.1:1", "unix:///a.sock"]);
+        let s = load_from(
+            &cli(&[]),
+            env(&[("WEAVEPROXY_LISTEN", "tcp://127.0.0.1:1,unix:///b.sock")]),
+        )
+        .unwrap();
+        assert_eq!(s.listen, vec!["tcp://127.0.0.1:1", "unix:///b.sock"]);
+    }
+
+    #[test]
+    fn misspelt_keys_are_errors() {
+        let mut file = tempfile::NamedTempFile::new().unwrap();
+        writeln!(file, "dockr_host = \"x\"").unwrap();
+        let path = file.path().to_str().unwrap().to_string();
+        let err = load_from(&cli(&["--config", &path]), env(&[])).unwrap_err();
+        assert!(err.to_string().contains("dockr_host"), "{err}");
+
+        let err = load_from(&cli(&[]), env(&[("WEAVEPROXY_WITH_IPAMM", "1")])).unwrap_err();
+        assert!(err.to_string().contains("with_ipamm"), "{err}");
+    }
+
+    #[test]
+    fn bad_values_are_errors() {
+        let err = load_from(&cli(&[]), env(&[("WEAVEPROXY_WITH_IPAM", "maybe")])).unwrap_err();
+        assert!(err.to_string().contains("with_ipam"), "{err}");
+        let err = load_from(&cli(&["--log-level", "loud"]), env(&[])).unwrap_err();
+        assert!(err.to_string().contains("loud"), "{err}");
+        let err = load_from(&cli(&["--with-dns", "--without-dns"]), env(&[])).unwrap_err();
+        assert!(err.to_string().contains("contradict"), "{err}");
+        let err = load_from(&cli(&["--config", "/nonexistent.toml"]), env(&[])).unwrap_err();
+        assert!(err.to_string().contains("/nonexistent.toml"), "{err}");
+    }
+
+    #[test]
+    fn front_end_variables_are_not_ours() {
+        let s = load_from(&cli(&[]), env(&[("WEAVEPROXY_DOCKER_ARGS", "--foo")])).unwrap();
+        assert_eq!(s.docker_host, DEFAULT_DOCKER);
+    }
+}

@@ -1,0 +1,14 @@
+use crate::proxy::body::{ApiError, Body};
+use crate::proxy::upstream::Upstream;
+use hyper::{Request, Response};
+
+use super::Weave;
+
+pub async fn handle(
+    _w: &Weave,
+    upstream: &Upstream,
+    req: Request<Body>,
+    _id: &str,
+) -> Result<Response<Body>, ApiError> {
+    crate::proxy::forward::forward(upstream, req, &Default::default()).await
+}

@@ -1,0 +1,190 @@
+//! HTTP plumbing: listeners, one task per client connection, routing to the interceptors or to
+//! plain forwarding, and the splice of hijacked streams.
+
+pub mod body;
+pub mod forward;
+pub mod listen;
+pub mod route;
+pub mod upstream;
+
+use std::convert::Infallible;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use http_body_util::BodyExt;
+use hyper::body::Incoming;
+use hyper::server::conn::http1;
+use hyper::service::service_fn;
+use hyper::{Request, Response};
+use hyper_util::rt::TokioIo;
+use tokio::io::AsyncWriteExt;
+use tokio::sync::{mpsc, watch};
+
+use crate::intercept;
+use body::Body;
+use forward::HijackSlot;
+use listen::Listener;
+use route::Route;
+use upstream::{BoxIo, Upstream};
+
+pub struct Proxy {
+    pub upstream: Upstream,
+    /// `None`: a plain pass-through proxy (nothing is intercepted).
+    pub weave: Option<Arc<intercept::Weave>>,
+}
+
+impl Proxy {
+    async fn handle(&self, req: Request<Incoming>, slot: &HijackSlot) -> Response<Body> {
+        let started = Instant::now();
+        let method = req.method().clone();
+        let path = req.uri().path().to_string();
+        let req = req.map(|b| b.boxed());
+        let result = match (&self.weave, route::route(&method, &path)) {
+            (Some(weave), Route::Create) => {
+                intercept::create::handle(weave, &self.upstream, req).await
+            }
+            (Some(weave), Route::Start(id) | Route::Restart(id)) => {
+                intercept::start::handle(weave, &self.upstream, req, id).await
+            }
+            _ => forward::forward(&self.upstream, req, slot).await,
+        };
+        let resp = result.unwrap_or_else(|e| {
+            tracing::warn!(%method, path, status = e.status.as_u16(), "{}", e.message);
+            e.into_response()
+        });
+        tracing::debug!(
+            %method,
+            path,
+            status = resp.status().as_u16(),
+            ms = started.elapsed().as_secs_f64() * 1000.0,
+            "request"
+        );
+        resp
+    }
+}
+
+type HandlerFuture = Pin<Box<dyn Future<Output = Result<Response<Body>, Infallible>> + Send>>;
+
+/// Serves until `shutdown` resolves, then stops accepting and gives open connections `grace` to
+/// finish what they are doing.
+pub async fn serve(
+    proxy: Arc<Proxy>,
+    listeners: Vec<Listener>,
+    shutdown: impl Future<Output = ()>,
+    grace: Duration,
+) {
+    let (stop_tx, stop_rx) = watch::channel(false);
+    // Every connection task holds a sender; when all are gone, recv() returns None.
+    let (done_tx, mut done_rx) = mpsc::channel::<()>(1);
+    let mut accept_tasks = Vec::new();
+    for listener in listeners {
+        let proxy = proxy.clone();
+        let mut stop = stop_rx.clone();
+        let done = done_tx.clone();
+        accept_tasks.push(tokio::spawn(async move {
+            loop {
+                let io = tokio::select! {
+                    _ = stop.changed() => break,
+                    r = listener.accept() => match r {
+                        Ok(io) => io,
+                        Err(e) => {
+                            // EMFILE and friends: back off instead of spinning; never die.
+                            tracing::warn!("accept on {}: {e}", listener.local_addr());
+                            tokio::time::sleep(Duration::from_millis(50)).await;
+                            continue;
+                        }
+                    },
+                };
+                tokio::spawn(serve_connection(
+                    io,
+                    proxy.clone(),
+                    stop.clone(),
+                    done.clone(),
+                ));
+            }
+            drop(listener);
+        }));
+    }
+    drop(done_tx);
+    shutdown.await;
+    tracing::info!("shutting down: no new connections; waiting up to {grace:?} for open ones");
+    let _ = stop_tx.send(true);
+    for t in accept_tasks {
+        let _ = t.await;
+    }
+    let _ = tokio::time::timeout(grace, done_rx.recv()).await;
+}
+
+async fn serve_connection(
+    io: BoxIo,
+    proxy: Arc<Proxy>,
+    mut stop: watch::Receiver<bool>,
+    _done: mpsc::Sender<()>,
+) {
+    let slot = HijackSlot::default();
+    let svc = {
+        let slot = slot.clone();
+        service_fn(move |req| {
+            let proxy = proxy.clone();
+            let slot = slot.clone();
+            Box::pin(async move { Ok(proxy.handle(req, &slot).await) }) as HandlerFuture
+        })
+    };
+    let mut conn = http1::Builder::new()
+        // The daemon's responses go out as the daemon wrote them: header case, no added Date.
+        .preserve_header_case(true)
+        .title_case_headers(true)
+        .auto_date_header(false)
+        .serve_connection(TokioIo::new(io), svc);
+    let mut stopping = *stop.borrow();
+    if stopping {
+        std::pin::Pin::new(&mut conn).graceful_shutdown();
+    }
+    // Parts mode (`without_shutdown`) serves both hijack forms: the `101` upgrade and the older
+    // plain `200` raw stream, which hyper's own upgrade machinery cannot take over.
+    let result = loop {
+        tokio::select! {
+            r = std::future::poll_fn(|cx| conn.poll_without_shutdown(cx)) => break r,
+            changed = stop.changed(), if !stopping => {
+                stopping = true;
+                if changed.is_ok() {
+                    std::pin::Pin::new(&mut conn).graceful_shutdown();
+                }
+            }
+        }
+    };
+    if let Err(e) = result {
+        tracing::debug!("client connection: {e}");
+        return;
+    }
+    let parts = conn.into_parts();
+    if let Some(upgrade) = slot.take() {
+        splice(parts.io.into_inner(), parts.read_buf, upgrade).await;
+    }
+}
+
+/// Copies both ways until both sides are done. An EOF from one side becomes a write shutdown
+/// towards the other (stdin EOF reaches the container while its output keeps flowing).
+async fn splice(mut client: BoxIo, early: Bytes, upgrade: hyper::upgrade::OnUpgrade) {
+    let upstream = match upgrade.await {
+        Ok(u) => u,
+        Err(e) => {
+            tracing::debug!("daemon side of hijacked stream: {e}");
+            return;
+        }
+    };
+    let mut upstream = TokioIo::new(upstream);
+    // Bytes the client sent right behind the request head were read by hyper already.
+    if !early.is_empty() && upstream.write_all(&early).await.is_err() {
+        return;
+    }
+    if let Err(e) =
+        tokio::io::copy_bidirectional_with_sizes(&mut client, &mut upstream, 64 * 1024, 64 * 1024)
+            .await
+    {
+        tracing::debug!("hijacked stream: {e}");
+    }
+}

@@ -1,0 +1,98 @@
+//! Which requests the proxy looks into. Only the path counts (never the query), with or without
+//! an API version prefix: `/v1.41/containers/create` and `/containers/create` are the same call.
+
+use hyper::Method;
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Route<'a> {
+    Create,
+    Start(&'a str),
+    Restart(&'a str),
+    Forward,
+}
+
+/// The path without its `/vX.Y` prefix.
+pub fn strip_version(path: &str) -> &str {
+    if let Some(rest) = path.strip_prefix("/v") {
+        let end = rest.find('/').unwrap_or(rest.len());
+        let version = &rest[..end];
+        if !version.is_empty() && version.bytes().all(|b| b.is_ascii_digit() || b == b'.') {
+            return &rest[end..];
+        }
+    }
+    path
+}
+
+pub fn route<'a>(method: &Method, path: &'a str) -> Route<'a> {
+    if method != Method::POST {
+        return Route::Forward;
+    }
+    let path = strip_version(path);
+    if path == "/containers/create" {
+        return Route::Create;
+    }
+    let Some(rest) = path.strip_prefix("/containers/") else {
+        return Route::Forward;
+    };
+    match rest.split_once('/') {
+        Some((id, "start")) if !id.is_empty() => Route::Start(id),
+        Some((id, "restart")) if !id.is_empty() => Route::Restart(id),
+        _ => Route::Forward,
+    }
+}
+
+/// Requests whose connection the daemon takes over for a raw stream.
+pub fn is_hijack(method: &Method, path: &str) -> bool {
+    if method != Method::POST {
+        return false;
+    }
+    let path = strip_version(path);
+    let parts: Vec<&str> = path.split('/').collect();
+    matches!(
+        parts.as_slice(),
+        ["", "containers", id, "attach"] | ["", "exec", id, "start"] if !id.is_empty()
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn versions_are_stripped() {
+        assert_eq!(strip_version("/v1.41/containers/json"), "/containers/json");
+        assert_eq!(strip_version("/v1/containers/json"), "/containers/json");
+        assert_eq!(strip_version("/containers/json"), "/containers/json");
+        assert_eq!(strip_version("/version"), "/version");
+        assert_eq!(strip_version("/v1.41"), "");
+        assert_eq!(strip_version("/volumes"), "/volumes");
+    }
+
+    #[test]
+    fn intercepted_calls() {
+        let post = Method::POST;
+        assert_eq!(route(&post, "/containers/create"), Route::Create);
+        assert_eq!(route(&post, "/v1.41/containers/create"), Route::Create);
+        assert_eq!(
+            route(&post, "/v1.41/containers/abc/start"),
+            Route::Start("abc")
+        );
+        assert_eq!(
+            route(&post, "/containers/abc/restart"),
+            Route::Restart("abc")
+        );
+        assert_eq!(route(&Method::GET, "/containers/create"), Route::Forward);
+        assert_eq!(route(&post, "/containers/abc/stop"), Route::Forward);
+        assert_eq!(route(&post, "/containers//start"), Route::Forward);
+        assert_eq!(route(&post, "/containers/a/b/start"), Route::Forward);
+    }
+
+    #[test]
+    fn hijacks() {
+        assert!(is_hijack(&Method::POST, "/v1.41/containers/abc/attach"));
+        assert!(is_hijack(&Method::POST, "/exec/abc/start"));
+        assert!(!is_hijack(&Method::GET, "/exec/abc/start"));
+        assert!(!is_hijack(&Method::POST, "/exec/abc/resize"));
+        assert!(!is_hijack(&Method::POST, "/containers/abc/attach/ws"));
+    }
+}

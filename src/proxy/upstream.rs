@@ -1,0 +1,159 @@
+//! The Docker daemon behind the proxy: one fresh connection per request (a unix connect is
+//! cheap, and it keeps hijacked streams free of any pool state).
+
+use std::fmt;
+use std::path::PathBuf;
+use std::str::FromStr;
+use std::time::Duration;
+
+use hyper::body::Incoming;
+use hyper::{Request, Response, StatusCode};
+use hyper_util::rt::TokioIo;
+use tokio::io::{AsyncRead, AsyncWrite};
+use tokio::net::{TcpStream, UnixStream};
+
+use super::body::{ApiError, Body};
+
+/// Anything a connection can run over: tcp, unix, tls.
+pub trait Io: AsyncRead + AsyncWrite + Send + Unpin + 'static {}
+impl<T: AsyncRead + AsyncWrite + Send + Unpin + 'static> Io for T {}
+pub type BoxIo = Box<dyn Io>;
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum DockerAddr {
+    Unix(PathBuf),
+    /// `host:port`
+    Tcp(String),
+}
+
+impl FromStr for DockerAddr {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<DockerAddr, String> {
+        if let Some(path) = s.strip_prefix("unix://") {
+            if !path.starts_with('/') {
+                return Err(format!(
+                    "docker address \"{s}\": the socket path must be absolute"
+                ));
+            }
+            Ok(DockerAddr::Unix(path.into()))
+        } else if let Some(hostport) = s.strip_prefix("tcp://") {
+            let hostport = hostport.trim_end_matches('/');
+            match hostport.rsplit_once(':') {
+                Some((host, port)) if !host.is_empty() && port.parse::<u16>().is_ok() => {
+                    Ok(DockerAddr::Tcp(hostport.to_string()))
+                }
+                _ => Err(format!("docker address \"{s}\": expected tcp://HOST:PORT")),
+            }
+        } else if s.starts_with('/') {
+            Ok(DockerAddr::Unix(s.into()))
+        } else {
+            Err(format!(
+                "docker address \"{s}\": expected unix:///PATH or tcp://HOST:PORT"
+            ))
+        }
+    }
+}
+
+impl fmt::Display for DockerAddr {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            DockerAddr::Unix(p) => write!(f, "unix://{}", p.display()),
+            DockerAddr::Tcp(hp) => write!(f, "tcp://{hp}"),
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct Upstream {
+    pub addr: DockerAddr,
+    /// A dead daemon must be reported well within a second.
+    pub connect_timeout: Duration,
+}
+
+impl Upstream {
+    pub fn new(addr: DockerAddr) -> Upstream {
+        Upstream {
+            addr,
+            connect_timeout: Duration::from_millis(800),
+        }
+    }
+
+    pub async fn connect(&self) -> std::io::Result<BoxIo> {
+        let connect = async {
+            Ok::<BoxIo, std::io::Error>(match &self.addr {
+                DockerAddr::Unix(path) => Box::new(UnixStream::connect(path).await?),
+                DockerAddr::Tcp(hostport) => {
+                    let s = TcpStream::connect(hostport.as_str()).await?;
+                    s.set_nodelay(true)?;
+                    Box::new(s)
+                }
+            })
+        };
+        match tokio::time::timeout(self.connect_timeout, connect).await {
+            Ok(r) => r,
+            Err(_) => Err(std::io::Error::new(
+                std::io::ErrorKind::TimedOut,
+                "connection timed out",
+            )),
+        }
+    }
+
+    fn unreachable(&self, e: impl fmt::Display) -> ApiError {
+        ApiError::new(
+            StatusCode::BAD_GATEWAY,
+            format!(
+                "weaveproxy: cannot connect to the Docker daemon at {}: {e}. Is the docker daemon running?",
+                self.addr
+            ),
+        )
+    }
+
+    /// Sends one request on a new connection. The connection task runs with upgrades enabled, so
+    /// a `101` answer can be taken over with `hyper::upgrade::on`.
+    pub async fn send(&self, req: Request<Body>) -> Result<Response<Incoming>, ApiError> {
+        let io = self.connect().await.map_err(|e| self.unreachable(e))?;
+        let (mut sender, conn) = hyper::client::conn::http1::Builder::new()
+            .preserve_header_case(true)
+            .title_case_headers(true)
+            .handshake(TokioIo::new(io))
+            .await
+            .map_err(|e| self.unreachable(e))?;
+        tokio::spawn(async move {
+            if let Err(e) = conn.with_upgrades().await {
+                tracing::debug!("daemon connection ended: {e}");
+            }
+        });
+        sender.send_request(req).await.map_err(|e| {
+            ApiError::new(
+                StatusCode::BAD_GATEWAY,
+                format!(
+                    "weaveproxy: the Docker daemon at {} did not answer: {e}",
+                    self.addr
+                ),
+            )
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_addresses() {
+        assert_eq!(
+            "unix:///var/run/docker.sock".parse(),
+            Ok(DockerAddr::Unix("/var/run/docker.sock".into()))
+        );
+        assert_eq!("/x.sock".parse(), Ok(DockerAddr::Unix("/x.sock".into())));
+        assert_eq!(
+            "tcp://127.0.0.1:2375".parse(),
+            Ok(DockerAddr::Tcp("127.0.0.1:2375".into()))
+        );
+        assert!("tcp://127.0.0.1".parse::<DockerAddr>().is_err());
+        assert!("unix://relative".parse::<DockerAddr>().is_err());
+        assert!("http://x:1".parse::<DockerAddr>().is_err());
+        assert_eq!(DockerAddr::Unix("/a".into()).to_string(), "unix:///a");
+    }
+}

@@ -1,0 +1,478 @@
+//! Fixtures for tests against the real Docker Engine: the daemon check, the busybox test image,
+//! a proxy process, docker CLI runners and cleanup guards that work even when a test fails.
+#![allow(dead_code)]
+
+use std::io::{Read, Write};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::sync::OnceLock;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+pub const DIRECT: &str = "unix:///var/run/docker.sock";
+pub const IMAGE: &str = "wpt-busybox:latest";
+/// Everything a test makes carries this prefix, so a final sweep can find leftovers.
+pub const PREFIX: &str = "wpt-";
+
+/// Fails (never skips) when no daemon answers: a test that needs Docker must not pass without it.
+pub fn require_docker() {
+    static CHECKED: OnceLock<()> = OnceLock::new();
+    CHECKED.get_or_init(|| {
+        let ok = Command::new("docker")
+            .args(["-H", DIRECT, "version", "--format", "{{.Server.Version}}"])
+            .output()
+            .map(|o| o.status.success())
+            .unwrap_or(false);
+        assert!(
+            ok,
+            "no Docker daemon answers on /var/run/docker.sock: run scripts/ensure-docker (the README's test command does)"
+        );
+    });
+}
+
+pub fn unique(name: &str) -> String {
+    static N: AtomicUsize = AtomicUsize::new(0);
+    format!(
+        "{PREFIX}{}-{}-{name}",
+        std::process::id(),
+        N.fetch_add(1, Ordering::Relaxed)
+    )
+}
+
+/// The busybox test image, made from Debian's static busybox with `docker import` (no registry
+/// is reachable). Idempotent.
+pub fn image() -> &'static str {
+    static IMG: OnceLock<()> = OnceLock::new();
+    IMG.get_or_init(|| {
+        require_docker();
+        if docker(DIRECT, &["image", "inspect", IMAGE]).code == 0 {
+            return;
+        }
+        let dir = tempfile::tempdir().expect("tempdir");
+        make_rootfs(dir.path());
+        let tar = Command::new("tar")
+            .args(["-C"])
+            .arg(dir.path())
+            .args(["-c", "."])
+            .stdout(Stdio::piped())
+            .spawn()
+            .expect("tar");
+        let out = Command::new("docker")
+            .args(["-H", DIRECT, "import"])
+            .args(["--change", "ENV PATH=/usr/sbin:/usr/bin:/sbin:/bin"])
+            .args(["--change", "LABEL weaveproxy.test=1"])
+            .args(["--change", "CMD [\"sh\"]"])
+            .args(["-", IMAGE])
+            .stdin(tar.stdout.expect("tar stdout"))
+            .output()
+            .expect("docker import");
+        assert!(
+            out.status.success(),
+            "docker import: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    });
+    IMAGE
+}
+
+fn make_rootfs(root: &Path) {
+    let busybox = Path::new("/bin/busybox");
+    assert!(
+        busybox.exists(),
+        "/bin/busybox missing: install Debian's busybox-static (scripts/ensure-docker does)"
+    );
+    for d in [
+        "bin", "etc", "tmp", "proc", "sys", "dev", "root", "usr/bin", "sbin",
+    ] {
+        std::fs::create_dir_all(root.join(d)).unwrap();
+    }
+    std::fs::copy(busybox, root.join("bin/busybox")).unwrap();
+    let list = Command::new(busybox).arg("--list").output().unwrap();
+    for applet in String::from_utf8_lossy(&list.stdout).lines() {
+        // A link named busybox would point the binary at itself.
+        if applet.is_empty() || applet == "busybox" {
+            continue;
+        }
+        let _ = std::os::unix::fs::symlink("busybox", root.join("bin").join(applet));
+    }
+    std::fs::write(
+        root.join("etc/passwd"),
+        "root:x:0:0:root:/root:/bin/sh\nnobody:x:65534:65534:nobody:/:/bin/false\n",
+    )
+    .unwrap();
+    std::fs::write(root.join("etc/group"), "root:x:0:\nnogroup:x:65534:\n").unwrap();
+}
+
+#[derive(Debug, Clone)]
+pub struct Out {
+    pub stdout: String,
+    pub stderr: String,
+    pub code: i32,
+}
+
+impl From<Output> for Out {
+    fn from(o: Output) -> Out {
+        Out {
+            stdout: String::from_utf8_lossy(&o.stdout).into_owned(),
+            stderr: String::from_utf8_lossy(&o.stderr).into_owned(),
+            code: o.status.code().unwrap_or(-1),
+        }
+    }
+}
+
+pub fn docker_cmd(host: &str, args: &[&str]) -> Command {
+    let mut c = Command::new("docker");
+    c.env("DOCKER_HOST", host)
+        .env_remove("DOCKER_TLS_VERIFY")
+        .env_remove("DOCKER_CERT_PATH")
+        .env("DOCKER_BUILDKIT", "0")
+        .env("DOCKER_CLI_HINTS", "false")
+        .args(args);
+    c
+}
+
+pub fn docker(host: &str, args: &[&str]) -> Out {
+    docker_cmd(host, args)
+        .stdin(Stdio::null())
+        .output()
+        .expect("run docker")
+        .into()
+}
+
+pub fn docker_stdin(host: &str, args: &[&str], input: &[u8]) -> Out {
+    let mut child = docker_cmd(host, args)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("run docker");
+    let mut stdin = child.stdin.take().unwrap();
+    let input = input.to_vec();
+    let writer = std::thread::spawn(move || {
+        let _ = stdin.write_all(&input);
+    });
+    let out = child.wait_with_output().expect("wait docker");
+    let _ = writer.join();
+    out.into()
+}
+
+/// Asserts success and returns stdout.
+pub fn ok(out: Out) -> String {
+    assert_eq!(out.code, 0, "docker failed: {}{}", out.stdout, out.stderr);
+    out.stdout
+}
+
+/// Removes what a test made, also when it panics.
+#[derive(Default)]
+pub struct Cleanup {
+    containers: Vec<String>,
+    images: Vec<String>,
+    links: Vec<String>,
+}
+
+impl Cleanup {
+    pub fn new() -> Cleanup {
+        Cleanup::default()
+    }
+
+    /// A container name, registered for removal.
+    pub fn container(&mut self, name: &str) -> String {
+        let n = unique(name);
+        self.containers.push(n.clone());
+        n
+    }
+
+    pub fn add_container(&mut self, id: &str) {
+        self.containers.push(id.to_string());
+    }
+
+    /// An image name, registered for removal.
+    pub fn image(&mut self, name: &str) -> String {
+        let n = format!("{}:latest", unique(name));
+        self.images.push(n.clone());
+        n
+    }
+
+    pub fn link(&mut self, name: &str) {
+        self.links.push(name.to_string());
+    }
+}
+
+impl Drop for Cleanup {
+    fn drop(&mut self) {
+        if !self.containers.is_empty() {
+            let mut args = vec!["rm", "-f", "-v"];
+            args.extend(self.containers.iter().map(String::as_str));
+            let _ = docker(DIRECT, &args);
+        }
+        for img in &self.images {
+            let _ = docker(DIRECT, &["rmi", "-f", img]);
+        }
+        for link in &self.links {
+            let _ = Command::new("ip").args(["link", "del", link]).output();
+        }
+    }
+}
+
+/// A proxy process on a free tcp port and a unix socket of its own; stopped on drop.
+pub struct ProxyProc {
+    child: Option<Child>,
+    pub tcp: String,
+    pub unix: PathBuf,
+    pub log: PathBuf,
+    _dir: tempfile::TempDir,
+}
+
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+impl ProxyProc {
+    pub fn start(extra: &[&str]) -> ProxyProc {
+        ProxyProc::start_with(extra, true)
+    }
+
+    pub fn start_with(extra: &[&str], wait: bool) -> ProxyProc {
+        require_docker();
+        let dir = tempfile::tempdir().unwrap();
+        let port = free_port();
+        let tcp = format!("tcp://127.0.0.1:{port}");
+        let unix = dir.path().join("proxy.sock");
+        let log = dir.path().join("proxy.log");
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_weaveproxy"));
+        cmd.args(["-H", &tcp, "-H"])
+            .arg(format!("unix://{}", unix.display()))
+            .args(["--log-level", "debug", "--log-target", "stderr"])
+            .args(extra)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(&log).unwrap());
+        for (k, _) in std::env::vars() {
+            if k.starts_with("WEAVEPROXY_") {
+                cmd.env_remove(k);
+            }
+        }
+        let child = cmd.spawn().expect("start weaveproxy");
+        let p = ProxyProc {
+            child: Some(child),
+            tcp,
+            unix,
+            log,
+            _dir: dir,
+        };
+        if wait {
+            p.wait_listening();
+        }
+        p
+    }
+
+    pub fn wait_listening(&self) {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        let addr = self.tcp.trim_start_matches("tcp://").to_string();
+        while Instant::now() < deadline {
+            if std::net::TcpStream::connect(&addr).is_ok() && self.unix.exists() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        panic!("proxy did not start listening; log:\n{}", self.log_text());
+    }
+
+    pub fn unix_host(&self) -> String {
+        format!("unix://{}", self.unix.display())
+    }
+
+    pub fn addr(&self) -> String {
+        self.tcp.trim_start_matches("tcp://").to_string()
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.as_ref().map(|c| c.id()).unwrap_or(0)
+    }
+
+    pub fn log_text(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    /// SIGTERM, then the exit code.
+    pub fn terminate(&mut self) -> Option<i32> {
+        let mut child = self.child.take()?;
+        let _ = Command::new("kill")
+            .args(["-TERM", &child.id().to_string()])
+            .status();
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while Instant::now() < deadline {
+            if let Ok(Some(st)) = child.try_wait() {
+                return st.code();
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        let _ = child.kill();
+        let _ = child.wait();
+        None
+    }
+
+    pub fn open_fds(&self) -> usize {
+        std::fs::read_dir(format!("/proc/{}/fd", self.pid()))
+            .map(|d| d.count())
+            .unwrap_or(0)
+    }
+}
+
+impl Drop for ProxyProc {
+    fn drop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+/// A raw HTTP/1.1 connection, for what the docker CLI does not show.
+pub enum Raw {
+    Tcp(std::net::TcpStream),
+    Unix(std::os::unix::net::UnixStream),
+}
+
+impl Raw {
+    pub fn tcp(addr: &str) -> Raw {
+        let s = std::net::TcpStream::connect(addr).expect("connect");
+        s.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
+        Raw::Tcp(s)
+    }
+
+    pub fn unix(path: &Path) -> Raw {
+        let s = std::os::unix::net::UnixStream::connect(path).expect("connect");
+        s.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
+        Raw::Unix(s)
+    }
+
+    pub fn send(&mut self, bytes: &[u8]) {
+        match self {
+            Raw::Tcp(s) => s.write_all(bytes).unwrap(),
+            Raw::Unix(s) => s.write_all(bytes).unwrap(),
+        }
+    }
+
+    pub fn read_some(&mut self, buf: &mut [u8]) -> usize {
+        match self {
+            Raw::Tcp(s) => s.read(buf).unwrap_or(0),
+            Raw::Unix(s) => s.read(buf).unwrap_or(0),
+        }
+    }
+
+    pub fn shutdown_write(&mut self) {
+        let _ = match self {
+            Raw::Tcp(s) => s.shutdown(std::net::Shutdown::Write),
+            Raw::Unix(s) => s.shutdown(std::net::Shutdown::Write),
+        };
+    }
+
+    pub fn set_read_timeout(&mut self, d: Duration) {
+        let _ = match self {
+            Raw::Tcp(s) => s.set_read_timeout(Some(d)),
+            Raw::Unix(s) => s.set_read_timeout(Some(d)),
+        };
+    }
+
+    /// Reads the response head, byte for byte, up to and including the blank line.
+    pub fn read_head(&mut self) -> String {
+        let mut head = Vec::new();
+        let mut b = [0u8; 1];
+        while !head.ends_with(b"\r\n\r\n") {
+            if self.read_some(&mut b) == 0 {
+                break;
+            }
+            head.push(b[0]);
+        }
+        String::from_utf8_lossy(&head).into_owned()
+    }
+
+    /// Reads one complete response (head + body by Content-Length or chunked); returns
+    /// (head, body).
+    pub fn read_response(&mut self) -> (String, Vec<u8>) {
+        let head = self.read_head();
+        let lower = head.to_ascii_lowercase();
+        let mut body = Vec::new();
+        if let Some(len) = header_value(&lower, "content-length") {
+            let len: usize = len.parse().unwrap();
+            body.resize(len, 0);
+            let mut got = 0;
+            while got < len {
+                let n = self.read_some(&mut body[got..]);
+                assert!(n > 0, "eof in body");
+                got += n;
+            }
+        } else if header_value(&lower, "transfer-encoding").as_deref() == Some("chunked") {
+            loop {
+                let line = self.read_line();
+                let size = usize::from_str_radix(line.trim(), 16).unwrap();
+                let mut chunk = vec![0u8; size + 2];
+                let mut got = 0;
+                while got < chunk.len() {
+                    let n = self.read_some(&mut chunk[got..]);
+                    assert!(n > 0, "eof in chunk");
+                    got += n;
+                }
+                if size == 0 {
+                    break;
+                }
+                body.extend_from_slice(&chunk[..size]);
+            }
+        }
+        (head, body)
+    }
+
+    pub fn read_line(&mut self) -> String {
+        let mut line = Vec::new();
+        let mut b = [0u8; 1];
+        while !line.ends_with(b"\r\n") {
+            if self.read_some(&mut b) == 0 {
+                break;
+            }
+            line.push(b[0]);
+        }
+        String::from_utf8_lossy(&line).into_owned()
+    }
+
+    pub fn read_to_end(&mut self) -> Vec<u8> {
+        let mut all = Vec::new();
+        let mut buf = [0u8; 8192];
+        loop {
+            let n = self.read_some(&mut buf);
+            if n == 0 {
+                return all;
+            }
+            all.extend_from_slice(&buf[..n]);
+        }
+    }
+}
+
+pub fn header_value(head_lower: &str, name: &str) -> Option<String> {
+    head_lower.lines().find_map(|l| {
+        let (k, v) = l.split_once(':')?;
+        (k.trim() == name).then(|| v.trim().to_string())
+    })
+}
+
+/// The daemon's socket as a raw connection.
+pub fn raw_direct() -> Raw {
+    Raw::unix(Path::new("/var/run/docker.sock"))
+}
+
+pub fn api_version() -> String {
+    static V: OnceLock<String> = OnceLock::new();
+    V.get_or_init(|| {
+        ok(docker(
+            DIRECT,
+            &["version", "--format", "{{.Server.APIVersion}}"],
+        ))
+        .trim()
+        .to_string()
+    })
+    .clone()
+}
