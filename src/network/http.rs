@@ -103,19 +103,14 @@ fn service_error(prefix: &str, e: ServiceError) -> Reply {
     }
 }
 
-fn parse_cidr(ip: &str, len: &str) -> Result<Cidr, Reply> {
+/// Path parameters `{ip}/{len}` as a CIDR; the error is the 400 reason.
+fn parse_cidr(ip: &str, len: &str) -> Result<Cidr, String> {
     if ip.parse::<Ipv4Addr>().is_err() {
-        return Err(error(
-            StatusCode::BAD_REQUEST,
-            format!("invalid IP address {ip:?}"),
-        ));
+        return Err(format!("invalid IP address {ip:?}"));
     }
-    format!("{ip}/{len}").parse().map_err(|_| {
-        error(
-            StatusCode::BAD_REQUEST,
-            format!("invalid prefix length {len:?}"),
-        )
-    })
+    format!("{ip}/{len}")
+        .parse()
+        .map_err(|_| format!("invalid prefix length {len:?}"))
 }
 
 /// Answers one request. Never fails: every problem becomes an HTTP status.
@@ -164,7 +159,7 @@ async fn route(shared: &Shared, method: &Method, path: &str, want_json: bool) ->
             }
             ip_route(shared, method, id, rest)
                 .await
-                .unwrap_or_else(|r| r)
+                .unwrap_or_else(|reason| error(StatusCode::BAD_REQUEST, reason))
         }
         _ => error(StatusCode::NOT_FOUND, format!("404 page not found: {path}")),
     }
@@ -175,7 +170,7 @@ async fn ip_route(
     method: &Method,
     id: &str,
     rest: &[&str],
-) -> Result<Reply, Reply> {
+) -> Result<Reply, String> {
     let bad_method = || {
         error(
             StatusCode::BAD_REQUEST,
@@ -227,12 +222,9 @@ async fn ip_route(
             }
         }
         (&Method::DELETE, [ip]) => {
-            let Ok(ip) = ip.parse::<Ipv4Addr>() else {
-                return Err(error(
-                    StatusCode::BAD_REQUEST,
-                    format!("invalid IP address {ip:?}"),
-                ));
-            };
+            let ip: Ipv4Addr = ip
+                .parse()
+                .map_err(|_| format!("invalid IP address {ip:?}"))?;
             let mut svc = shared.lock().await;
             // Releasing what is not held is not an error: the caller's goal is already met.
             match svc.update(|a| Ok(a.release_addr(id, ip))) {
