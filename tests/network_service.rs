@@ -441,3 +441,92 @@ async fn corrupt_state_refuses_to_start() {
     let err = res.unwrap_err().to_string();
     assert!(err.contains("corrupt"), "{err}");
 }
+
+/// Runs the docker CLI; `None` if there is no usable daemon here (the test is then skipped).
+fn docker_cli(args: &[&str]) -> Option<String> {
+    let out = std::process::Command::new("docker")
+        .args(args)
+        .output()
+        .ok()?;
+    out.status
+        .success()
+        .then(|| String::from_utf8_lossy(&out.stdout).trim().to_string())
+}
+
+/// Against the real daemon: dead holders are reclaimed at start, and a destroyed container's
+/// addresses come back promptly, so a small subnet survives many short-lived containers.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn docker_destroy_releases_addresses() {
+    const IMAGE: &str = "weaveproxy-network-test:empty";
+    if docker_cli(&["version", "--format", "{{.Server.Version}}"]).is_none() {
+        eprintln!("skipped: no Docker daemon");
+        return;
+    }
+    // An empty image is enough: containers are only created and removed, never started.
+    let empty_tar = vec![0u8; 1024];
+    let mut import = std::process::Command::new("docker")
+        .args(["import", "-", IMAGE])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    {
+        use std::io::Write;
+        import.stdin.take().unwrap().write_all(&empty_tar).unwrap();
+    }
+    assert!(import.wait().unwrap().success(), "docker import failed");
+    let docker = bollard::Docker::connect_with_unix_defaults().unwrap();
+
+    let dir = tempfile::tempdir().unwrap();
+    let gone = format!("{:064x}", 0xdead_u32);
+    {
+        let svc = start(dir.path()).await;
+        svc.client.allocate(&gone, None).await.unwrap();
+        svc.client.allocate("weave:expose", None).await.unwrap();
+        svc.stop().await;
+    }
+
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let (stop, stopped) = oneshot::channel::<()>();
+    let task = tokio::spawn(network::serve_on(
+        listener,
+        options(dir.path(), "10.32.0.0/12", None),
+        Some(docker),
+        async {
+            let _ = stopped.await;
+        },
+    ));
+    let client = RouterClient::new(&addr.to_string()).unwrap();
+
+    let wait_released = |id: String| {
+        let client = client.clone();
+        async move {
+            let deadline = Instant::now() + Duration::from_secs(5);
+            loop {
+                if client.lookup(&id).await.unwrap().is_empty() {
+                    return;
+                }
+                assert!(Instant::now() < deadline, "{id} was never released");
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+        }
+    };
+    wait_released(gone.clone()).await;
+    assert_eq!(client.lookup("weave:expose").await.unwrap().len(), 1);
+
+    // More containers than the /28 has addresses, one after another.
+    let net = Some(c("10.40.0.0/28"));
+    for _ in 0..20 {
+        let id = docker_cli(&["create", IMAGE, "/nothing"]).expect("docker create");
+        assert_eq!(id.len(), 64, "{id}");
+        let got = client.allocate(&id, net).await.unwrap();
+        assert!(c("10.40.0.0/28").contains(got.addr));
+        docker_cli(&["rm", &id]).expect("docker rm");
+        wait_released(id).await;
+    }
+
+    let _ = stop.send(());
+    task.await.unwrap().unwrap();
+    let _ = docker_cli(&["rmi", IMAGE]);
+}
