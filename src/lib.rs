@@ -3,5 +3,7 @@
 pub mod config;
 pub mod intercept;
 pub mod logging;
+pub mod network;
 pub mod proxy;
+pub mod router_api;
 pub mod weave_cidr;
