@@ -530,3 +530,23 @@ async fn docker_destroy_releases_addresses() {
     task.await.unwrap().unwrap();
     let _ = docker_cli(&["rmi", IMAGE]);
 }
+
+#[tokio::test]
+async fn bad_options_refuse_to_start() {
+    let dir = tempfile::tempdir().unwrap();
+    for (range, default) in [
+        ("10.32.0.0/12", Some("192.168.0.0/24")),
+        ("10.32.0.1/12", None),
+    ] {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let res = network::serve_on(
+            listener,
+            options(dir.path(), range, default),
+            None,
+            std::future::pending(),
+        )
+        .await;
+        let err = format!("{:#}", res.unwrap_err());
+        assert!(err.contains("--ipalloc-range"), "{err}");
+    }
+}

@@ -54,6 +54,8 @@ impl Service {
 
     /// Applies `f` to a copy and only adopts it once it is on disk, so a failed write never
     /// leaves memory and disk disagreeing (nor hands out an address a restart would forget).
+    /// The write is synchronous on purpose: it happens under the lock, so allocations are
+    /// serialized with their persistence, and the file is small.
     pub fn update<T>(
         &mut self,
         f: impl FnOnce(&mut Allocator) -> Result<T, AllocError>,

@@ -191,9 +191,16 @@ async fn release(shared: &Shared, id: &str) {
 }
 
 async fn reclaim_dead(docker: &Docker, shared: &Shared) -> anyhow::Result<()> {
-    // Held across the listing so that no allocation can slip in between "list" and "retain"
-    // and be mistaken for a dead holder's.
-    let mut svc = shared.lock().await;
+    // Only holders known *before* the listing can be judged by it: one that allocates while the
+    // list is in flight may be missing from it yet alive. Snapshotting first avoids holding the
+    // lock across a Docker call that may take long.
+    let before: HashSet<String> = {
+        let svc = shared.lock().await;
+        svc.alloc()
+            .allocations()
+            .map(|(id, _)| id.to_string())
+            .collect()
+    };
     let opts = ListContainersOptionsBuilder::default().all(true).build();
     let live: HashSet<String> = docker
         .list_containers(Some(opts))
@@ -201,7 +208,9 @@ async fn reclaim_dead(docker: &Docker, shared: &Shared) -> anyhow::Result<()> {
         .into_iter()
         .filter_map(|c| c.id)
         .collect();
-    let dead = svc.update(|a| Ok(a.retain(|id| live.contains(id) || !looks_like_docker_id(id))))?;
+    let dead = shared.lock().await.update(|a| {
+        Ok(a.retain(|id| !before.contains(id) || !looks_like_docker_id(id) || live.contains(id)))
+    })?;
     if !dead.is_empty() {
         tracing::info!(
             ?dead,
