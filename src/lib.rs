@@ -1,6 +1,8 @@
 //! weaveproxy: a Docker API proxy that joins the containers it starts to the weave network.
 
+pub mod attach;
 pub mod config;
+pub mod events;
 pub mod intercept;
 pub mod logging;
 pub mod network;

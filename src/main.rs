@@ -3,10 +3,13 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use clap::Parser;
+use weaveproxy::attach::Netlink;
 use weaveproxy::config::{self, Cli};
+use weaveproxy::intercept::{self, Weave, WeavewaitMount};
 use weaveproxy::proxy::listen::{ListenAddr, Listener};
 use weaveproxy::proxy::upstream::{DockerAddr, Upstream};
 use weaveproxy::proxy::{self, Proxy};
+use weaveproxy::router_api::RouterClient;
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
@@ -63,9 +66,12 @@ async fn run(settings: config::Settings) -> anyhow::Result<()> {
         bound.join(" "),
         docker
     );
+    let weave = weave_setup(&settings, &docker).await?;
+    tokio::spawn(weaveproxy::events::watch(weave.clone()));
+    tokio::spawn(weaveproxy::events::attach_running(weave.clone()));
     let proxy = Arc::new(Proxy {
         upstream: Upstream::new(docker),
-        weave: None,
+        weave: Some(weave),
     });
     proxy::serve(
         proxy,
@@ -75,6 +81,51 @@ async fn run(settings: config::Settings) -> anyhow::Result<()> {
     )
     .await;
     tracing::info!("weaveproxy stopped");
+    Ok(())
+}
+
+async fn weave_setup(
+    settings: &config::Settings,
+    docker: &DockerAddr,
+) -> anyhow::Result<Arc<Weave>> {
+    use anyhow::Context;
+
+    let weavewait = WeavewaitMount::parse(&settings.weavewait).map_err(anyhow::Error::msg)?;
+    if let WeavewaitMount::Volume(name) = &weavewait {
+        install_weavewait(name)?;
+    }
+    let router = RouterClient::new(&settings.weave_api).map_err(anyhow::Error::msg)?;
+    let netlink = Netlink::new().context("opening a netlink socket")?;
+    let client = intercept::docker_client(docker).await?;
+    Ok(Arc::new(Weave::new(
+        client,
+        settings.with_ipam,
+        weavewait,
+        settings.bridge.clone(),
+        netlink,
+        router,
+    )))
+}
+
+/// In the proxy's container, the volume that carries weavewait to other containers is mounted
+/// at /w; it gets this image's weavewait (a volume keeps old contents across image upgrades).
+fn install_weavewait(volume: &str) -> anyhow::Result<()> {
+    use anyhow::Context;
+
+    let dir = std::path::Path::new("/w");
+    let src = std::env::current_exe()?.with_file_name("weavewait");
+    if !dir.is_dir() || !src.is_file() {
+        anyhow::bail!(
+            "--weavewait volume:{volume} needs the volume mounted at /w and weavewait beside the proxy (as in the weaveproxy image)"
+        );
+    }
+    let new = std::fs::read(&src).with_context(|| format!("reading {}", src.display()))?;
+    if std::fs::read(dir.join("w")).ok().as_deref() == Some(&new[..]) {
+        return Ok(());
+    }
+    let tmp = dir.join(".w.new");
+    std::fs::copy(&src, &tmp).context("installing weavewait into /w")?;
+    std::fs::rename(&tmp, dir.join("w")).context("installing weavewait into /w")?;
     Ok(())
 }
 

@@ -1,14 +1,168 @@
-use crate::proxy::body::{ApiError, Body};
-use crate::proxy::upstream::Upstream;
-use hyper::{Request, Response};
+//! What happens when a container starts: `POST [/vX.Y]/containers/{id}/start` (and `restart`)
+//! is forwarded; once the daemon has started the container, and before the client hears so,
+//! the container is attached to the weave network:
+//!
+//! 1. inspect it; only containers the proxy prepared at create (entrypoint `/w/w`) that are
+//!    still attachable (WEAVE_CIDR, network mode) and running are touched;
+//! 2. its addresses: `WEAVE_CIDR` addresses are claimed, `net:` and blank ones allocated, from
+//!    the weave router's IPAM (ours or Weave Net's);
+//! 3. netlink: veth pair, host end on the bridge, `ethwe` inside with the addresses, up —
+//!    which releases weavewait, which execs the application.
+//!
+//! If that fails the container is killed (its application never ran: weavewait was still
+//! waiting) and the client gets the reason. The same attach runs for starts the proxy does not
+//! see (restart policies, `docker restart` elsewhere, a daemon restart), from the event stream.
 
-use super::Weave;
+use hyper::{Request, Response, StatusCode};
+
+use super::{WEAVEWAIT, Weave};
+use crate::attach::Attached;
+use crate::proxy::body::{ApiError, Body};
+use crate::proxy::forward::{HijackSlot, forward};
+use crate::proxy::upstream::Upstream;
+use crate::router_api::RouterError;
+use crate::weave_cidr::{Cidr, Token};
 
 pub async fn handle(
-    _w: &Weave,
+    weave: &Weave,
     upstream: &Upstream,
     req: Request<Body>,
-    _id: &str,
+    id: &str,
 ) -> Result<Response<Body>, ApiError> {
-    crate::proxy::forward::forward(upstream, req, &Default::default()).await
+    let resp = forward(upstream, req, &HijackSlot::default()).await?;
+    // 304 (already started), 404, 409...: nothing was started.
+    if !resp.status().is_success() {
+        return Ok(resp);
+    }
+    match attach_container(weave, id).await {
+        Ok(outcome) => {
+            tracing::debug!(container = id, ?outcome, "start");
+            Ok(resp)
+        }
+        Err(e) => {
+            tracing::error!(container = id, "attach failed, killing the container: {e}");
+            if let Err(kill) = weave.docker.kill_container(id, None).await {
+                tracing::warn!(container = id, "kill after failed attach: {kill}");
+            }
+            Err(ApiError::new(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                format!("weaveproxy: cannot attach container {id} to the weave network: {e}"),
+            ))
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Outcome {
+    Attached {
+        cidrs: Vec<Cidr>,
+        how: Attached,
+    },
+    /// Not prepared by the proxy, or hands off (WEAVE_CIDR=none, host network...).
+    NotOurs,
+    /// Exited (or gone) before it could be attached: not an error.
+    NotRunning,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    #[error("{0}")]
+    Docker(#[from] bollard::errors::Error),
+    #[error("{0}")]
+    Router(#[from] RouterError),
+    #[error("{0}")]
+    Attach(#[from] crate::attach::AttachError),
+    #[error("{0}")]
+    Cidr(#[from] crate::weave_cidr::WeaveCidrError),
+    #[error("{token}: {err}")]
+    Address { token: Token, err: RouterError },
+}
+
+pub async fn attach_container(weave: &Weave, id: &str) -> Result<Outcome, StartError> {
+    let _one_at_a_time = weave.lock(id).await;
+    let info = match weave.docker.inspect_container(id, None).await {
+        Ok(i) => i,
+        Err(bollard::errors::Error::DockerResponseServerError {
+            status_code: 404, ..
+        }) => {
+            return Ok(Outcome::NotRunning);
+        }
+        Err(e) => return Err(e.into()),
+    };
+    let full_id = info.id.clone().unwrap_or_else(|| id.to_string());
+    let config = info.config.unwrap_or_default();
+    let prepared = config
+        .entrypoint
+        .as_ref()
+        .and_then(|e| e.first())
+        .is_some_and(|e| e == WEAVEWAIT);
+    if !prepared {
+        return Ok(Outcome::NotOurs);
+    }
+    let env = config.env.unwrap_or_default();
+    let env: Vec<&str> = env.iter().map(String::as_str).collect();
+    let mode = info
+        .host_config
+        .and_then(|h| h.network_mode)
+        .unwrap_or_default();
+    let Ok(tokens) = super::decide(weave.with_ipam, &env, &mode)? else {
+        return Ok(Outcome::NotOurs);
+    };
+    let state = info.state.unwrap_or_default();
+    let pid = state.pid.unwrap_or(0);
+    if !state.running.unwrap_or(false) || pid <= 0 {
+        return Ok(Outcome::NotRunning);
+    }
+    let pid = pid as u32;
+
+    let cidrs = addresses(weave, &full_id, &tokens).await?;
+    match weave.netlink.attach(pid, &weave.bridge, &cidrs).await {
+        Ok(how) => {
+            tracing::info!(container = %short(&full_id), addresses = ?cidrs.iter().map(Cidr::to_string).collect::<Vec<_>>(), ?how, "attached");
+            Ok(Outcome::Attached { cidrs, how })
+        }
+        Err(e) => {
+            // It may have exited while we worked: its namespace went with it.
+            match weave.docker.inspect_container(&full_id, None).await {
+                Ok(i)
+                    if i.state.as_ref().and_then(|s| s.pid) == Some(i64::from(pid))
+                        && i.state.as_ref().and_then(|s| s.running).unwrap_or(false) =>
+                {
+                    Err(e.into())
+                }
+                _ => Ok(Outcome::NotRunning),
+            }
+        }
+    }
+}
+
+fn short(id: &str) -> &str {
+    &id[..id.len().min(12)]
+}
+
+/// The container's addresses from its tokens. An explicit address is claimed when a router
+/// answers (so that two containers cannot hold it) and used as it is when none runs: it needs
+/// no allocator. Allocation needs the router.
+async fn addresses(weave: &Weave, id: &str, tokens: &[Token]) -> Result<Vec<Cidr>, StartError> {
+    let mut out = Vec::with_capacity(tokens.len());
+    for &token in tokens {
+        let cidr = match token {
+            Token::Claim(c) => match weave.router.claim(id, c).await {
+                Ok(()) | Err(RouterError::NotRunning) => c,
+                Err(err) => return Err(StartError::Address { token, err }),
+            },
+            Token::Net(subnet) => weave
+                .router
+                .allocate(id, Some(subnet))
+                .await
+                .map_err(|err| StartError::Address { token, err })?,
+            Token::NetDefault => weave
+                .router
+                .allocate(id, None)
+                .await
+                .map_err(|err| StartError::Address { token, err })?,
+        };
+        out.push(cidr);
+    }
+    Ok(out)
 }

@@ -1,0 +1,331 @@
+//! Joining a container's network namespace to the weave bridge, over netlink:
+//! a veth pair, the host end on the bridge, the other end moved into the container's namespace,
+//! renamed `ethwe`, given the bridge's MTU and the container's addresses, and only then set up
+//! (weavewait execs the application once `ethwe` is up with an address).
+
+use std::net::IpAddr;
+use std::os::fd::AsFd;
+
+use futures_util::TryStreamExt;
+use rtnetlink::packet_route::address::AddressAttribute;
+use rtnetlink::packet_route::link::{LinkAttribute, LinkMessage};
+use rtnetlink::{Handle, LinkBridge, LinkUnspec, LinkVeth};
+
+use crate::weave_cidr::Cidr;
+
+pub const IFACE: &str = "ethwe";
+
+#[derive(Debug, thiserror::Error)]
+pub enum AttachError {
+    #[error("netlink: {0}")]
+    Netlink(#[from] rtnetlink::Error),
+    #[error("{0}")]
+    Io(#[from] std::io::Error),
+    #[error("entering the network namespace of process {pid}: {err}")]
+    Netns { pid: u32, err: String },
+    #[error("{0}")]
+    Other(String),
+}
+
+/// What an attach found and did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Attached {
+    /// A new `ethwe` with these addresses.
+    New,
+    /// `ethwe` was there already; only missing addresses were added (maybe none).
+    Existing { added: usize },
+}
+
+/// A netlink connection in the proxy's own (host) network namespace.
+#[derive(Clone)]
+pub struct Netlink {
+    handle: Handle,
+}
+
+impl Netlink {
+    /// Must be called inside a tokio runtime: the connection runs as a task on it.
+    pub fn new() -> std::io::Result<Netlink> {
+        let (conn, handle, _) = rtnetlink::new_connection()?;
+        tokio::spawn(conn);
+        Ok(Netlink { handle })
+    }
+
+    pub async fn link_by_name(&self, name: &str) -> Result<Option<LinkMessage>, AttachError> {
+        link_by_name(&self.handle, name).await
+    }
+
+    /// The bridge's index and MTU; it is created and brought up if absent.
+    pub async fn ensure_bridge(&self, name: &str) -> Result<(u32, u32), AttachError> {
+        if let Some(link) = self.link_by_name(name).await? {
+            if !is_up(&link) {
+                self.handle
+                    .link()
+                    .set(LinkUnspec::new_with_index(link.header.index).up().build())
+                    .execute()
+                    .await?;
+            }
+            return Ok((link.header.index, mtu(&link).unwrap_or(1500)));
+        }
+        match self
+            .handle
+            .link()
+            .add(LinkBridge::new(name).up().build())
+            .execute()
+            .await
+        {
+            Ok(()) => {}
+            // Someone else (another proxy, the network service) made it just now.
+            Err(rtnetlink::Error::NetlinkError(e)) if e.raw_code() == -libc_eexist() => {}
+            Err(e) => return Err(e.into()),
+        }
+        let link = self
+            .link_by_name(name)
+            .await?
+            .ok_or_else(|| AttachError::Other(format!("bridge {name} vanished after creation")))?;
+        Ok((link.header.index, mtu(&link).unwrap_or(1500)))
+    }
+
+    pub async fn delete_link(&self, name: &str) -> Result<bool, AttachError> {
+        match self.link_by_name(name).await? {
+            Some(link) => {
+                self.handle.link().del(link.header.index).execute().await?;
+                Ok(true)
+            }
+            None => Ok(false),
+        }
+    }
+
+    /// Attaches the network namespace of process `pid` to `bridge` with `cidrs`. Idempotent:
+    /// with `ethwe` present it only adds missing addresses.
+    pub async fn attach(
+        &self,
+        pid: u32,
+        bridge: &str,
+        cidrs: &[Cidr],
+    ) -> Result<Attached, AttachError> {
+        let wanted = cidrs.to_vec();
+        if let Some(added) = in_netns(pid, move |h| add_missing(h, wanted)).await? {
+            return Ok(Attached::Existing { added });
+        }
+
+        let (bridge_index, mtu) = self.ensure_bridge(bridge).await?;
+        let (host_name, peer_name) = veth_names(pid);
+        // A veth from an attempt that failed half-way.
+        self.delete_link(&host_name).await?;
+        self.handle
+            .link()
+            .add(LinkVeth::new(&host_name, &peer_name).mtu(mtu).build())
+            .execute()
+            .await?;
+        let result = async {
+            let host = self
+                .link_by_name(&host_name)
+                .await?
+                .ok_or_else(|| AttachError::Other(format!("{host_name} vanished")))?;
+            self.handle
+                .link()
+                .set(
+                    LinkUnspec::new_with_index(host.header.index)
+                        .controller(bridge_index)
+                        .mtu(mtu)
+                        .up()
+                        .build(),
+                )
+                .execute()
+                .await?;
+            let peer = self
+                .link_by_name(&peer_name)
+                .await?
+                .ok_or_else(|| AttachError::Other(format!("{peer_name} vanished")))?;
+            self.handle
+                .link()
+                .set(
+                    LinkUnspec::new_with_index(peer.header.index)
+                        .setns_by_pid(pid)
+                        .build(),
+                )
+                .execute()
+                .await?;
+            let wanted = cidrs.to_vec();
+            in_netns(pid, move |h| configure_peer(h, peer_name, wanted)).await
+        }
+        .await;
+        if let Err(e) = result {
+            // The peer dies with its twin wherever it is.
+            let _ = self.delete_link(&host_name).await;
+            return Err(e);
+        }
+        Ok(Attached::New)
+    }
+}
+
+fn libc_eexist() -> i32 {
+    nix::errno::Errno::EEXIST as i32
+}
+
+/// `vethwepl<pid>` / `vethwepg<pid>`, cut to the kernel's 15 characters like the original.
+pub fn veth_names(pid: u32) -> (String, String) {
+    let id: String = pid
+        .to_string()
+        .chars()
+        .take(15 - "vethwepl".len())
+        .collect();
+    (format!("vethwepl{id}"), format!("vethwepg{id}"))
+}
+
+async fn link_by_name(handle: &Handle, name: &str) -> Result<Option<LinkMessage>, AttachError> {
+    let mut links = handle.link().get().match_name(name.to_string()).execute();
+    match links.try_next().await {
+        Ok(link) => Ok(link),
+        // A missing link is an ENODEV error, not an empty answer.
+        Err(rtnetlink::Error::NetlinkError(e))
+            if e.raw_code() == -(nix::errno::Errno::ENODEV as i32) =>
+        {
+            Ok(None)
+        }
+        Err(e) => Err(e.into()),
+    }
+}
+
+fn is_up(link: &LinkMessage) -> bool {
+    link.header
+        .flags
+        .contains(rtnetlink::packet_route::link::LinkFlags::Up)
+}
+
+fn mtu(link: &LinkMessage) -> Option<u32> {
+    link.attributes.iter().find_map(|a| match a {
+        LinkAttribute::Mtu(m) => Some(*m),
+        _ => None,
+    })
+}
+
+async fn addresses(handle: &Handle, index: u32) -> Result<Vec<(IpAddr, u8)>, AttachError> {
+    let mut out = Vec::new();
+    let mut addrs = handle
+        .address()
+        .get()
+        .set_link_index_filter(index)
+        .execute();
+    while let Some(msg) = addrs.try_next().await? {
+        for attr in &msg.attributes {
+            if let AddressAttribute::Address(ip) = attr {
+                out.push((*ip, msg.header.prefix_len));
+            }
+        }
+    }
+    Ok(out)
+}
+
+async fn add_addresses(handle: &Handle, index: u32, cidrs: &[Cidr]) -> Result<usize, AttachError> {
+    let have = addresses(handle, index).await?;
+    let mut added = 0;
+    for c in cidrs {
+        if have.contains(&(IpAddr::V4(c.addr), c.prefix)) {
+            continue;
+        }
+        handle
+            .address()
+            .add(index, IpAddr::V4(c.addr), c.prefix)
+            .execute()
+            .await?;
+        added += 1;
+    }
+    Ok(added)
+}
+
+/// Inside the namespace: `None` when there is no `ethwe` yet.
+async fn add_missing(handle: Handle, cidrs: Vec<Cidr>) -> Result<Option<usize>, AttachError> {
+    let Some(link) = link_by_name(&handle, IFACE).await? else {
+        return Ok(None);
+    };
+    let added = add_addresses(&handle, link.header.index, &cidrs).await?;
+    if !is_up(&link) {
+        handle
+            .link()
+            .set(LinkUnspec::new_with_index(link.header.index).up().build())
+            .execute()
+            .await?;
+    }
+    Ok(Some(added))
+}
+
+/// Inside the namespace: rename, address, and only then up.
+async fn configure_peer(handle: Handle, peer: String, cidrs: Vec<Cidr>) -> Result<(), AttachError> {
+    let link = link_by_name(&handle, &peer)
+        .await?
+        .ok_or_else(|| AttachError::Other(format!("{peer} did not arrive in the container")))?;
+    let index = link.header.index;
+    handle
+        .link()
+        .set(
+            LinkUnspec::new_with_index(index)
+                .name(IFACE.to_string())
+                .build(),
+        )
+        .execute()
+        .await?;
+    add_addresses(&handle, index, &cidrs).await?;
+    handle
+        .link()
+        .set(LinkUnspec::new_with_index(index).up().build())
+        .execute()
+        .await?;
+    Ok(())
+}
+
+/// Runs `f` with a netlink connection inside the network namespace of `pid`.
+///
+/// `setns` changes only the calling thread, so this uses a thread of its own that ends
+/// afterwards (never a pooled tokio thread), and a netlink socket opened after the switch
+/// (a socket belongs to the namespace it was made in).
+pub async fn in_netns<F, Fut, T>(pid: u32, f: F) -> Result<T, AttachError>
+where
+    F: FnOnce(Handle) -> Fut + Send + 'static,
+    Fut: std::future::Future<Output = Result<T, AttachError>>,
+    T: Send + 'static,
+{
+    let (tx, rx) = tokio::sync::oneshot::channel();
+    std::thread::Builder::new()
+        .name("netns".into())
+        .spawn(move || {
+            let run = || -> Result<T, AttachError> {
+                let ns = std::fs::File::open(format!("/proc/{pid}/ns/net")).map_err(|e| {
+                    AttachError::Netns {
+                        pid,
+                        err: e.to_string(),
+                    }
+                })?;
+                nix::sched::setns(ns.as_fd(), nix::sched::CloneFlags::CLONE_NEWNET).map_err(
+                    |e| AttachError::Netns {
+                        pid,
+                        err: e.to_string(),
+                    },
+                )?;
+                let rt = tokio::runtime::Builder::new_current_thread()
+                    .enable_all()
+                    .build()?;
+                rt.block_on(async {
+                    let (conn, handle, _) = rtnetlink::new_connection()?;
+                    tokio::spawn(conn);
+                    f(handle).await
+                })
+            };
+            let _ = tx.send(run());
+        })?;
+    rx.await
+        .map_err(|_| AttachError::Other("network namespace worker died".into()))?
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn veth_names_fit_the_kernel() {
+        assert_eq!(veth_names(42), ("vethwepl42".into(), "vethwepg42".into()));
+        let (a, b) = veth_names(4_194_304);
+        assert!(a.len() <= 15 && b.len() <= 15);
+        assert_eq!(a, "vethwepl4194304");
+    }
+}

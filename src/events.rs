@@ -1,0 +1,100 @@
+//! The daemon's event stream: containers the proxy prepared are attached whenever they start,
+//! also when the proxy did not start them (restart policies, `docker restart` from elsewhere,
+//! a daemon restart). The stream is resubscribed with backoff if it drops, from where it was.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use bollard::query_parameters::{EventsOptions, ListContainersOptions};
+use futures_util::StreamExt;
+
+use crate::intercept::Weave;
+use crate::intercept::start::{Outcome, attach_container};
+
+const MAX_BACKOFF: Duration = Duration::from_secs(10);
+
+fn now_secs() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs() as i64)
+        .unwrap_or(0)
+}
+
+/// Follows `start` events forever.
+pub async fn watch(weave: Arc<Weave>) {
+    let mut since = now_secs();
+    let mut backoff = Duration::from_millis(500);
+    loop {
+        let filters = HashMap::from([
+            ("type".to_string(), vec!["container".to_string()]),
+            ("event".to_string(), vec!["start".to_string()]),
+        ]);
+        let mut stream = weave.docker.events(Some(EventsOptions {
+            since: Some(since.to_string()),
+            until: None,
+            filters: Some(filters),
+        }));
+        while let Some(event) = stream.next().await {
+            match event {
+                Ok(msg) => {
+                    backoff = Duration::from_millis(500);
+                    if let Some(t) = msg.time {
+                        since = since.max(t);
+                    }
+                    if let Some(id) = msg.actor.and_then(|a| a.id) {
+                        tokio::spawn(attach_with_retry(weave.clone(), id));
+                    }
+                }
+                Err(e) => {
+                    tracing::warn!("docker event stream: {e}");
+                    break;
+                }
+            }
+        }
+        tracing::warn!("docker event stream ended; resubscribing in {backoff:?}");
+        tokio::time::sleep(backoff).await;
+        backoff = (backoff * 2).min(MAX_BACKOFF);
+    }
+}
+
+/// At proxy start: prepared containers that run without their interface get it. Never kills.
+pub async fn attach_running(weave: Arc<Weave>) {
+    let filters = HashMap::from([("status".to_string(), vec!["running".to_string()])]);
+    let list = weave
+        .docker
+        .list_containers(Some(ListContainersOptions {
+            all: false,
+            limit: None,
+            size: false,
+            filters: Some(filters),
+        }))
+        .await;
+    match list {
+        Ok(containers) => {
+            for c in containers {
+                if let Some(id) = c.id {
+                    tokio::spawn(attach_with_retry(weave.clone(), id));
+                }
+            }
+        }
+        Err(e) => tracing::warn!("listing running containers at start-up: {e}"),
+    }
+}
+
+/// The router may be starting too, or restarting: retry for a while, then give up (weavewait
+/// has a deadline of its own, so the application never runs without its network).
+async fn attach_with_retry(weave: Arc<Weave>, id: String) {
+    let mut delay = Duration::from_millis(500);
+    for attempt in 1..=8 {
+        match attach_container(&weave, &id).await {
+            Ok(Outcome::Attached { .. } | Outcome::NotOurs | Outcome::NotRunning) => return,
+            Err(e) => {
+                tracing::warn!(container = %&id[..id.len().min(12)], attempt, "attach: {e}; retrying in {delay:?}");
+                tokio::time::sleep(delay).await;
+                delay = (delay * 2).min(MAX_BACKOFF);
+            }
+        }
+    }
+    tracing::error!(container = %&id[..id.len().min(12)], "giving up attaching");
+}
