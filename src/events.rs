@@ -30,7 +30,16 @@ pub async fn watch(weave: Arc<Weave>) {
             ("type".to_string(), vec!["container".to_string()]),
             ("event".to_string(), vec!["start".to_string()]),
         ]);
-        let mut stream = weave.docker.events(Some(EventsOptions {
+        let docker = match weave.docker.get().await {
+            Ok(d) => d,
+            Err(e) => {
+                tracing::warn!("docker daemon: {e}; retrying in {backoff:?}");
+                tokio::time::sleep(backoff).await;
+                backoff = (backoff * 2).min(MAX_BACKOFF);
+                continue;
+            }
+        };
+        let mut stream = docker.events(Some(EventsOptions {
             since: Some(since.to_string()),
             until: None,
             filters: Some(filters),
@@ -61,8 +70,14 @@ pub async fn watch(weave: Arc<Weave>) {
 /// At proxy start: prepared containers that run without their interface get it. Never kills.
 pub async fn attach_running(weave: Arc<Weave>) {
     let filters = HashMap::from([("status".to_string(), vec!["running".to_string()])]);
-    let list = weave
-        .docker
+    let docker = match weave.docker.get().await {
+        Ok(d) => d,
+        Err(e) => {
+            tracing::warn!("docker daemon: {e}; not re-attaching running containers");
+            return;
+        }
+    };
+    let list = docker
         .list_containers(Some(ListContainersOptions {
             all: false,
             limit: None,

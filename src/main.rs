@@ -96,7 +96,7 @@ async fn weave_setup(
     }
     let router = RouterClient::new(&settings.weave_api).map_err(anyhow::Error::msg)?;
     let netlink = Netlink::new().context("opening a netlink socket")?;
-    let client = intercept::docker_client(docker).await?;
+    let client = intercept::DockerClient::new(docker.clone());
     Ok(Arc::new(Weave::new(
         client,
         settings.with_ipam,

@@ -68,7 +68,11 @@ pub async fn handle(
     let request_cmd = CommandParts::from_request(&config);
     let image_cmd = if request_cmd.needs_image() {
         let image = config.get("Image").and_then(Value::as_str).unwrap_or("");
-        match weave.docker.inspect_image(image).await {
+        let inspected = match weave.docker.get().await {
+            Ok(docker) => docker.inspect_image(image).await,
+            Err(e) => Err(e),
+        };
+        match inspected {
             Ok(inspect) => {
                 let c = inspect.config.unwrap_or_default();
                 Some((c.entrypoint, c.cmd))

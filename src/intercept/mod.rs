@@ -78,7 +78,7 @@ pub fn attachable_network_mode(mode: &str) -> Result<(), String> {
 
 /// What the interceptors share.
 pub struct Weave {
-    pub docker: bollard::Docker,
+    pub docker: DockerClient,
     pub with_ipam: bool,
     pub weavewait: WeavewaitMount,
     pub bridge: String,
@@ -91,7 +91,7 @@ pub struct Weave {
 
 impl Weave {
     pub fn new(
-        docker: bollard::Docker,
+        docker: DockerClient,
         with_ipam: bool,
         weavewait: WeavewaitMount,
         bridge: String,
@@ -141,33 +141,41 @@ pub fn decide(
     Ok(attachable_network_mode(network_mode).map(|()| tokens))
 }
 
-/// The proxy's own client of the daemon. Its API version is negotiated, so that the proxy works
-/// against old and new engines alike.
-pub async fn docker_client(
-    addr: &crate::proxy::upstream::DockerAddr,
-) -> anyhow::Result<bollard::Docker> {
-    use crate::proxy::upstream::DockerAddr;
-    let connect = |version: &bollard::ClientVersion| match addr {
-        DockerAddr::Unix(p) => {
-            bollard::Docker::connect_with_unix(&p.to_string_lossy(), 120, version)
+/// The proxy's own client of the daemon, made on first use: the daemon may start after the
+/// proxy. Its API version is negotiated, so that the proxy works with old and new engines.
+pub struct DockerClient {
+    addr: crate::proxy::upstream::DockerAddr,
+    client: tokio::sync::OnceCell<bollard::Docker>,
+}
+
+impl DockerClient {
+    pub fn new(addr: crate::proxy::upstream::DockerAddr) -> DockerClient {
+        DockerClient {
+            addr,
+            client: tokio::sync::OnceCell::new(),
         }
-        DockerAddr::Tcp(hp) => {
-            bollard::Docker::connect_with_http(&format!("http://{hp}"), 120, version)
-        }
-    };
-    match connect(bollard::API_DEFAULT_VERSION)?
-        .negotiate_version()
-        .await
-    {
-        Ok(c) => Ok(c),
-        Err(e) => {
-            // The daemon may come later; 1.41 is understood by every engine from 20.10 to 28.
-            tracing::warn!("cannot negotiate the API version with the daemon ({e}); using 1.41");
-            Ok(connect(&bollard::ClientVersion {
-                major_version: 1,
-                minor_version: 41,
-            })?)
-        }
+    }
+
+    pub async fn get(&self) -> Result<bollard::Docker, bollard::errors::Error> {
+        use crate::proxy::upstream::DockerAddr;
+        self.client
+            .get_or_try_init(|| async {
+                let client = match &self.addr {
+                    DockerAddr::Unix(p) => bollard::Docker::connect_with_unix(
+                        &p.to_string_lossy(),
+                        120,
+                        bollard::API_DEFAULT_VERSION,
+                    )?,
+                    DockerAddr::Tcp(hp) => bollard::Docker::connect_with_http(
+                        &format!("http://{hp}"),
+                        120,
+                        bollard::API_DEFAULT_VERSION,
+                    )?,
+                };
+                client.negotiate_version().await
+            })
+            .await
+            .cloned()
     }
 }
 

@@ -41,7 +41,11 @@ pub async fn handle(
         }
         Err(e) => {
             tracing::error!(container = id, "attach failed, killing the container: {e}");
-            if let Err(kill) = weave.docker.kill_container(id, None).await {
+            let killed = match weave.docker.get().await {
+                Ok(docker) => docker.kill_container(id, None).await,
+                Err(e) => Err(e),
+            };
+            if let Err(kill) = killed {
                 tracing::warn!(container = id, "kill after failed attach: {kill}");
             }
             Err(ApiError::new(
@@ -80,7 +84,8 @@ pub enum StartError {
 
 pub async fn attach_container(weave: &Weave, id: &str) -> Result<Outcome, StartError> {
     let _one_at_a_time = weave.lock(id).await;
-    let info = match weave.docker.inspect_container(id, None).await {
+    let docker = weave.docker.get().await?;
+    let info = match docker.inspect_container(id, None).await {
         Ok(i) => i,
         Err(bollard::errors::Error::DockerResponseServerError {
             status_code: 404, ..
@@ -123,7 +128,7 @@ pub async fn attach_container(weave: &Weave, id: &str) -> Result<Outcome, StartE
         }
         Err(e) => {
             // It may have exited while we worked: its namespace went with it.
-            match weave.docker.inspect_container(&full_id, None).await {
+            match docker.inspect_container(&full_id, None).await {
                 Ok(i)
                     if i.state.as_ref().and_then(|s| s.pid) == Some(i64::from(pid))
                         && i.state.as_ref().and_then(|s| s.running).unwrap_or(false) =>

@@ -217,6 +217,8 @@ impl Drop for Cleanup {
 /// A proxy process on a free tcp port and a unix socket of its own; stopped on drop.
 pub struct ProxyProc {
     child: Option<Child>,
+    /// A bridge of this proxy's own, so that tests never share (or break) one.
+    pub bridge: String,
     pub tcp: String,
     pub unix: PathBuf,
     pub log: PathBuf,
@@ -243,9 +245,13 @@ impl ProxyProc {
         let tcp = format!("tcp://127.0.0.1:{port}");
         let unix = dir.path().join("proxy.sock");
         let log = dir.path().join("proxy.log");
+        let bridge = bridge_name();
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_weaveproxy"));
         cmd.args(["-H", &tcp, "-H"])
             .arg(format!("unix://{}", unix.display()))
+            .arg("--weavewait")
+            .arg(weavewait())
+            .args(["--bridge", &bridge])
             .args(["--log-level", "debug", "--log-target", "stderr"])
             .args(extra)
             .stdin(Stdio::null())
@@ -259,6 +265,7 @@ impl ProxyProc {
         let child = cmd.spawn().expect("start weaveproxy");
         let p = ProxyProc {
             child: Some(child),
+            bridge,
             tcp,
             unix,
             log,
@@ -329,7 +336,32 @@ impl Drop for ProxyProc {
             let _ = child.kill();
             let _ = child.wait();
         }
+        let _ = Command::new("ip").args(["link", "del", &self.bridge]).output();
     }
+}
+
+/// A bridge name unique to this test process (15 characters at most).
+pub fn bridge_name() -> String {
+    static N: AtomicUsize = AtomicUsize::new(0);
+    format!(
+        "wpt{}b{}",
+        std::process::id() % 100_000,
+        N.fetch_add(1, Ordering::Relaxed)
+    )
+}
+
+/// The static weavewait, built by scripts/build-static (the README's test command runs it).
+pub fn weavewait() -> PathBuf {
+    let target = std::env::var_os("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("target"));
+    let path = target.join("x86_64-unknown-linux-gnu/weavewait/weavewait");
+    assert!(
+        path.is_file(),
+        "{} missing: run scripts/build-static weavewait (the README's test command does)",
+        path.display()
+    );
+    path
 }
 
 /// A raw HTTP/1.1 connection, for what the docker CLI does not show.
