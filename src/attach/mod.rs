@@ -37,9 +37,12 @@ pub enum Attached {
 }
 
 /// A netlink connection in the proxy's own (host) network namespace.
+pub mod firewall;
+
 #[derive(Clone)]
 pub struct Netlink {
     handle: Handle,
+    forwarding: std::sync::Arc<std::sync::Mutex<std::collections::HashSet<String>>>,
 }
 
 impl Netlink {
@@ -47,7 +50,10 @@ impl Netlink {
     pub fn new() -> std::io::Result<Netlink> {
         let (conn, handle, _) = rtnetlink::new_connection()?;
         tokio::spawn(conn);
-        Ok(Netlink { handle })
+        Ok(Netlink {
+            handle,
+            forwarding: Default::default(),
+        })
     }
 
     pub async fn link_by_name(&self, name: &str) -> Result<Option<LinkMessage>, AttachError> {
@@ -57,14 +63,16 @@ impl Netlink {
     /// The bridge's index and MTU; it is created and brought up if absent.
     pub async fn ensure_bridge(&self, name: &str) -> Result<(u32, u32), AttachError> {
         if let Some(link) = self.link_by_name(name).await? {
+            let index = link.header.index;
             if !is_up(&link) {
                 self.handle
                     .link()
-                    .set(LinkUnspec::new_with_index(link.header.index).up().build())
+                    .set(LinkUnspec::new_with_index(index).up().build())
                     .execute()
                     .await?;
             }
-            return Ok((link.header.index, mtu(&link).unwrap_or(1500)));
+            self.allow_forwarding(name).await;
+            return Ok((index, mtu(&link).unwrap_or(1500)));
         }
         match self
             .handle
@@ -82,7 +90,29 @@ impl Netlink {
             .link_by_name(name)
             .await?
             .ok_or_else(|| AttachError::Other(format!("bridge {name} vanished after creation")))?;
+        self.allow_forwarding(name).await;
         Ok((link.header.index, mtu(&link).unwrap_or(1500)))
+    }
+
+    /// Docker loads br_netfilter and sets the FORWARD policy to DROP, so bridged traffic between
+    /// weave interfaces needs an ACCEPT rule, as the original's `FORWARD -i weave -o weave`.
+    /// Done once per bridge and process (it is a subprocess, not for every attach).
+    async fn allow_forwarding(&self, bridge: &str) {
+        {
+            let mut done = self.forwarding.lock().unwrap_or_else(|p| p.into_inner());
+            if !done.insert(bridge.to_string()) {
+                return;
+            }
+        }
+        let bridge = bridge.to_string();
+        let result = tokio::task::spawn_blocking(move || firewall::allow_bridge(&bridge)).await;
+        match result {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => {
+                tracing::warn!("containers on the weave bridge may not reach each other: {e}")
+            }
+            Err(e) => tracing::warn!("iptables: {e}"),
+        }
     }
 
     pub async fn delete_link(&self, name: &str) -> Result<bool, AttachError> {

@@ -83,25 +83,45 @@ pub enum StartError {
 }
 
 pub async fn attach_container(weave: &Weave, id: &str) -> Result<Outcome, StartError> {
-    let _one_at_a_time = weave.lock(id).await;
     let docker = weave.docker.get().await?;
-    let info = match docker.inspect_container(id, None).await {
-        Ok(i) => i,
-        Err(bollard::errors::Error::DockerResponseServerError {
-            status_code: 404, ..
-        }) => {
-            return Ok(Outcome::NotRunning);
+    let inspect = |id: String| {
+        let docker = docker.clone();
+        async move {
+            match docker.inspect_container(&id, None).await {
+                Ok(i) => Ok(Some(i)),
+                Err(bollard::errors::Error::DockerResponseServerError {
+                    status_code: 404, ..
+                }) => Ok(None),
+                Err(e) => Err(e),
+            }
         }
-        Err(e) => return Err(e.into()),
     };
-    let full_id = info.id.clone().unwrap_or_else(|| id.to_string());
+    // The lock is per full id: the client may name the container, the event stream does not.
+    let full_id = if is_full_id(id) {
+        id.to_string()
+    } else {
+        match inspect(id.to_string()).await?.and_then(|i| i.id) {
+            Some(full) => full,
+            None => return Ok(Outcome::NotRunning),
+        }
+    };
+    let _one_at_a_time = weave.lock(&full_id).await;
+    let Some(info) = inspect(full_id.clone()).await? else {
+        return Ok(Outcome::NotRunning);
+    };
     let config = info.config.unwrap_or_default();
     let prepared = config
         .entrypoint
         .as_ref()
         .and_then(|e| e.first())
         .is_some_and(|e| e == WEAVEWAIT);
-    if !prepared {
+    // Prepared by this proxy: other proxies on the same daemon (or none) may have made it.
+    let ours = info
+        .host_config
+        .as_ref()
+        .and_then(|h| h.binds.as_ref())
+        .is_some_and(|b| b.contains(&weave.weavewait.bind()));
+    if !prepared || !ours {
         return Ok(Outcome::NotOurs);
     }
     let env = config.env.unwrap_or_default();
@@ -127,7 +147,11 @@ pub async fn attach_container(weave: &Weave, id: &str) -> Result<Outcome, StartE
             Ok(Outcome::Attached { cidrs, how })
         }
         Err(e) => {
-            // It may have exited while we worked: its namespace went with it.
+            // It may have exited while we worked (a short command, or the event watcher got
+            // there first and the application already finished): its namespace went with it.
+            if !std::path::Path::new(&format!("/proc/{pid}/ns/net")).exists() {
+                return Ok(Outcome::NotRunning);
+            }
             match docker.inspect_container(&full_id, None).await {
                 Ok(i)
                     if i.state.as_ref().and_then(|s| s.pid) == Some(i64::from(pid))
@@ -139,6 +163,10 @@ pub async fn attach_container(weave: &Weave, id: &str) -> Result<Outcome, StartE
             }
         }
     }
+}
+
+fn is_full_id(id: &str) -> bool {
+    id.len() == 64 && id.bytes().all(|b| b.is_ascii_hexdigit())
 }
 
 fn short(id: &str) -> &str {

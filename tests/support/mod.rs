@@ -217,6 +217,7 @@ impl Drop for Cleanup {
 /// A proxy process on a free tcp port and a unix socket of its own; stopped on drop.
 pub struct ProxyProc {
     child: Option<Child>,
+    args: Vec<String>,
     /// A bridge of this proxy's own, so that tests never share (or break) one.
     pub bridge: String,
     pub tcp: String,
@@ -246,25 +247,29 @@ impl ProxyProc {
         let unix = dir.path().join("proxy.sock");
         let log = dir.path().join("proxy.log");
         let bridge = bridge_name();
-        let mut cmd = Command::new(env!("CARGO_BIN_EXE_weaveproxy"));
-        cmd.args(["-H", &tcp, "-H"])
-            .arg(format!("unix://{}", unix.display()))
-            .arg("--weavewait")
-            .arg(weavewait())
-            .args(["--bridge", &bridge])
-            .args(["--log-level", "debug", "--log-target", "stderr"])
-            .args(extra)
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(std::fs::File::create(&log).unwrap());
-        for (k, _) in std::env::vars() {
-            if k.starts_with("WEAVEPROXY_") {
-                cmd.env_remove(k);
-            }
-        }
-        let child = cmd.spawn().expect("start weaveproxy");
+        // A weavewait of this proxy's own: a proxy attaches only containers that it prepared,
+        // and tests run many proxies against one daemon.
+        let ww = dir.path().join("weavewait");
+        std::fs::copy(weavewait(), &ww).unwrap();
+        let mut args: Vec<String> = vec![
+            "-H".into(),
+            tcp.clone(),
+            "-H".into(),
+            format!("unix://{}", unix.display()),
+            "--weavewait".into(),
+            ww.display().to_string(),
+            "--bridge".into(),
+            bridge.clone(),
+            "--log-level".into(),
+            "debug".into(),
+            "--log-target".into(),
+            "stderr".into(),
+        ];
+        args.extend(extra.iter().map(|s| s.to_string()));
+        let child = spawn_proxy(&args, &log);
         let p = ProxyProc {
             child: Some(child),
+            args,
             bridge,
             tcp,
             unix,
@@ -275,6 +280,13 @@ impl ProxyProc {
             p.wait_listening();
         }
         p
+    }
+
+    /// Starts a terminated proxy again with the same settings.
+    pub fn restart_stopped(&mut self) {
+        assert!(self.child.is_none(), "terminate() first");
+        self.child = Some(spawn_proxy(&self.args, &self.log));
+        self.wait_listening();
     }
 
     pub fn wait_listening(&self) {
@@ -332,12 +344,52 @@ impl ProxyProc {
 
 impl Drop for ProxyProc {
     fn drop(&mut self) {
+        if std::thread::panicking() {
+            eprintln!("---- proxy log ({}):\n{}", self.tcp, self.log_text());
+        }
         if let Some(mut child) = self.child.take() {
             let _ = child.kill();
             let _ = child.wait();
         }
-        let _ = Command::new("ip").args(["link", "del", &self.bridge]).output();
+        remove_bridge(&self.bridge);
     }
+}
+
+/// Deletes a test bridge and the forwarding rule the proxy added for it.
+pub fn remove_bridge(bridge: &str) {
+    let _ = Command::new("ip").args(["link", "del", bridge]).output();
+    for _ in 0..8 {
+        let ok = Command::new("iptables")
+            .args([
+                "-w", "-D", "FORWARD", "-i", bridge, "-o", bridge, "-j", "ACCEPT",
+            ])
+            .output()
+            .map(|o| o.status.success())
+            .unwrap_or(false);
+        if !ok {
+            break;
+        }
+    }
+}
+
+fn spawn_proxy(args: &[String], log: &Path) -> Child {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_weaveproxy"));
+    cmd.args(args)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(
+            std::fs::OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(log)
+                .unwrap(),
+        );
+    for (k, _) in std::env::vars() {
+        if k.starts_with("WEAVEPROXY_") {
+            cmd.env_remove(k);
+        }
+    }
+    cmd.spawn().expect("start weaveproxy")
 }
 
 /// A bridge name unique to this test process (15 characters at most).
