@@ -189,6 +189,36 @@ impl Netlink {
     }
 }
 
+/// `ethwe` of the process's network namespace: its MAC and addresses, if it has one.
+pub async fn inspect_iface(pid: u32) -> Result<Option<(String, Vec<String>)>, AttachError> {
+    in_netns(pid, |h| async move {
+        let Some(link) = link_by_name(&h, IFACE).await? else {
+            return Ok(None);
+        };
+        let mac = link
+            .attributes
+            .iter()
+            .find_map(|a| match a {
+                LinkAttribute::Address(m) => Some(
+                    m.iter()
+                        .map(|b| format!("{b:02x}"))
+                        .collect::<Vec<_>>()
+                        .join(":"),
+                ),
+                _ => None,
+            })
+            .unwrap_or_default();
+        let addrs = addresses(&h, link.header.index)
+            .await?
+            .into_iter()
+            .filter(|(ip, _)| ip.is_ipv4())
+            .map(|(ip, p)| format!("{ip}/{p}"))
+            .collect();
+        Ok(Some((mac, addrs)))
+    })
+    .await
+}
+
 fn libc_eexist() -> i32 {
     nix::errno::Errno::EEXIST as i32
 }

@@ -1,0 +1,540 @@
+//! `weave`: the front end. Each service is a container from the weaveproxy image:
+//! `weave launch` (the single-host network: bridge + IPAM), `weave launch-proxy`, and their
+//! `stop-*`, `proxy-env`, `proxy-config`, `status` and `ps`.
+
+use std::process::ExitCode;
+use std::time::{Duration, Instant};
+
+use bollard::Docker;
+use bollard::models::{ContainerCreateBody, HostConfig, RestartPolicy, RestartPolicyNameEnum};
+use bollard::query_parameters::{
+    CreateContainerOptions, ListContainersOptions, LogsOptions, RemoveContainerOptions,
+    StopContainerOptions,
+};
+use clap::{Parser, Subcommand};
+use futures_util::StreamExt;
+
+const PROXY: &str = "weaveproxy";
+const ROUTER: &str = "weave";
+const WEAVEWAIT_VOLUME: &str = "weaveproxy-weavewait";
+const DB_VOLUME: &str = "weavedb";
+
+#[derive(Parser)]
+#[command(name = "weave", version, about = "Weave network front end: launch and inspect the weave services")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Start the weave network service (bridge `weave` and IP address management)
+    Launch {
+        #[command(flatten)]
+        opts: LaunchOpts,
+    },
+    /// Stop the weave network service
+    Stop,
+    /// Start the proxy; FLAGS go to it (-H, -D, --with-ipam, --with-dns, --tlsverify, ...)
+    LaunchProxy {
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true, value_name = "FLAGS")]
+        flags: Vec<String>,
+    },
+    /// Stop the proxy
+    StopProxy,
+    /// Print `export DOCKER_HOST=...` for the proxy
+    ProxyEnv,
+    /// Print the docker client flag `-H=...` for the proxy
+    ProxyConfig,
+    /// Report the weave services
+    Status,
+    /// List attached containers with their MAC and addresses
+    Ps,
+    /// Run the network service in this process (the `weave` container's command)
+    #[command(hide = true)]
+    ServeNetwork {
+        #[command(flatten)]
+        opts: weaveproxy::network::Options,
+        /// Bridge the service owns
+        #[arg(long, default_value = "weave")]
+        bridge: String,
+    },
+}
+
+#[derive(clap::Args)]
+struct LaunchOpts {
+    /// Range addresses are allocated from [default: 10.32.0.0/12]
+    #[arg(long, value_name = "CIDR")]
+    ipalloc_range: Option<String>,
+    /// Subnet for containers that ask for none in particular [default: the whole range]
+    #[arg(long, value_name = "CIDR")]
+    ipalloc_default_subnet: Option<String>,
+}
+
+fn image() -> String {
+    std::env::var("WEAVEPROXY_IMAGE").unwrap_or_else(|_| "weaveworks/weaveproxy:latest".into())
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    if let Command::ServeNetwork { .. } = cli.command {
+        weaveproxy::logging::init("info", "auto");
+    }
+    let rt = match tokio::runtime::Runtime::new() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("weave: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match rt.block_on(run(cli.command)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("weave: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn docker() -> anyhow::Result<Docker> {
+    Ok(Docker::connect_with_defaults()?)
+}
+
+fn not_found(e: &bollard::errors::Error) -> bool {
+    matches!(
+        e,
+        bollard::errors::Error::DockerResponseServerError {
+            status_code: 404,
+            ..
+        }
+    )
+}
+
+async fn run(cmd: Command) -> anyhow::Result<()> {
+    match cmd {
+        Command::Launch { opts } => launch(opts).await,
+        Command::Stop => stop(ROUTER, "weave is not running.").await,
+        Command::LaunchProxy { flags } => launch_proxy(flags).await,
+        Command::StopProxy => stop(PROXY, "Proxy is not running.").await,
+        Command::ProxyEnv => {
+            println!("export DOCKER_HOST={}", proxy_addr().await?);
+            Ok(())
+        }
+        Command::ProxyConfig => {
+            println!("-H={}", proxy_addr().await?);
+            Ok(())
+        }
+        Command::Status => status().await,
+        Command::Ps => ps().await,
+        Command::ServeNetwork { opts, bridge } => serve_network(opts, bridge).await,
+    }
+}
+
+/// Running → error; stopped → removed, so the name is free; absent → fine.
+async fn check_not_running(d: &Docker, name: &str, stop_cmd: &str) -> anyhow::Result<()> {
+    match d.inspect_container(name, None).await {
+        Ok(c) => {
+            if c.state.and_then(|s| s.running).unwrap_or(false) {
+                anyhow::bail!("{name} is already running; stop it first with `{stop_cmd}`");
+            }
+            d.remove_container(
+                name,
+                Some(RemoveContainerOptions {
+                    force: true,
+                    ..Default::default()
+                }),
+            )
+            .await?;
+            Ok(())
+        }
+        Err(e) if not_found(&e) => Ok(()),
+        Err(e) => Err(e.into()),
+    }
+}
+
+async fn check_image(d: &Docker) -> anyhow::Result<()> {
+    match d.inspect_image(&image()).await {
+        Ok(_) => Ok(()),
+        Err(e) if not_found(&e) => anyhow::bail!(
+            "image {} not found: build it with `scripts/build-image` (or set WEAVEPROXY_IMAGE)",
+            image()
+        ),
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// The daemon's socket as the services see it (they run beside the daemon, on its host).
+fn docker_socket() -> String {
+    match std::env::var("DOCKER_HOST") {
+        Ok(h) if h.starts_with("unix://") => h.trim_start_matches("unix://").to_string(),
+        _ => "/var/run/docker.sock".into(),
+    }
+}
+
+async fn run_service(
+    d: &Docker,
+    name: &str,
+    entrypoint: &str,
+    args: Vec<String>,
+    mut binds: Vec<String>,
+) -> anyhow::Result<String> {
+    binds.push(format!("{}:/var/run/docker.sock", docker_socket()));
+    let body = ContainerCreateBody {
+        image: Some(image()),
+        entrypoint: Some(vec![entrypoint.to_string()]),
+        cmd: Some(args),
+        // When DOCKER_HOST is the proxy, the proxy leaves its own services alone.
+        env: Some(vec![
+            "WEAVE_CIDR=none".into(),
+            format!("WEAVEPROXY_WEAVEWAIT=volume:{WEAVEWAIT_VOLUME}"),
+        ]),
+        host_config: Some(HostConfig {
+            // Attaching needs the host's network and process namespaces and the privileges
+            // to enter other namespaces and change links.
+            network_mode: Some("host".into()),
+            pid_mode: Some("host".into()),
+            privileged: Some(true),
+            binds: Some(binds),
+            restart_policy: Some(RestartPolicy {
+                name: Some(RestartPolicyNameEnum::UNLESS_STOPPED),
+                maximum_retry_count: None,
+            }),
+            ..Default::default()
+        }),
+        ..Default::default()
+    };
+    let created = d
+        .create_container(
+            Some(CreateContainerOptions {
+                name: Some(name.into()),
+                ..Default::default()
+            }),
+            body,
+        )
+        .await?;
+    d.start_container(&created.id, None).await?;
+    Ok(created.id)
+}
+
+/// Waits for `ready`, or reports the container's death with its log.
+async fn wait_ready<F, Fut>(d: &Docker, name: &str, mut ready: F) -> anyhow::Result<()>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while Instant::now() < deadline {
+        if ready().await {
+            return Ok(());
+        }
+        let running = d
+            .inspect_container(name, None)
+            .await
+            .ok()
+            .and_then(|c| c.state)
+            .and_then(|s| s.running)
+            .unwrap_or(false);
+        if !running {
+            anyhow::bail!(
+                "the {name} container has died; its log:\n{}",
+                logs(d, name).await
+            );
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    anyhow::bail!(
+        "{name} did not become ready within 30 s; its log:\n{}",
+        logs(d, name).await
+    )
+}
+
+async fn logs(d: &Docker, name: &str) -> String {
+    let mut out = String::new();
+    let mut s = d.logs(
+        name,
+        Some(LogsOptions {
+            stdout: true,
+            stderr: true,
+            tail: "20".into(),
+            ..Default::default()
+        }),
+    );
+    while let Some(Ok(chunk)) = s.next().await {
+        out.push_str(&chunk.to_string());
+    }
+    out
+}
+
+async fn launch(opts: LaunchOpts) -> anyhow::Result<()> {
+    let d = docker()?;
+    check_image(&d).await?;
+    check_not_running(&d, ROUTER, "weave stop").await?;
+    let mut args = vec!["serve-network".to_string()];
+    if let Some(r) = opts.ipalloc_range {
+        args.extend(["--ipalloc-range".into(), r]);
+    }
+    if let Some(s) = opts.ipalloc_default_subnet {
+        args.extend(["--ipalloc-default-subnet".into(), s]);
+    }
+    let binds = vec![format!("{DB_VOLUME}:/weavedb")];
+    let id = run_service(&d, ROUTER, "/weave", args, binds).await?;
+    let router = weaveproxy::router_api::RouterClient::default();
+    wait_ready(&d, ROUTER, || async { router.status().await.is_ok() }).await?;
+    println!("{id}");
+    Ok(())
+}
+
+async fn launch_proxy(flags: Vec<String>) -> anyhow::Result<()> {
+    let d = docker()?;
+    check_image(&d).await?;
+    check_not_running(&d, PROXY, "weave stop-proxy").await?;
+    let mut binds = vec![format!("{WEAVEWAIT_VOLUME}:/w")];
+    let mut args = Vec::new();
+    // TLS files live on the host: each is mounted read-only where the proxy reads it.
+    let mut it = flags.into_iter();
+    while let Some(flag) = it.next() {
+        let (name, value) = match flag.split_once('=') {
+            Some((n, v)) => (n.to_string(), Some(v.to_string())),
+            None => (flag.clone(), None),
+        };
+        if let Some(file) = ["--tlscacert", "--tlscert", "--tlskey"]
+            .iter()
+            .find(|f| **f == name)
+        {
+            let value = match value {
+                Some(v) => v,
+                None => it
+                    .next()
+                    .ok_or_else(|| anyhow::anyhow!("{name} needs a file"))?,
+            };
+            let inside = format!("/tls/{}.pem", file.trim_start_matches("--tls"));
+            binds.push(format!("{value}:{inside}:ro"));
+            args.push(format!("{name}={inside}"));
+        } else {
+            args.push(flag);
+        }
+    }
+    let addrs = listen_addrs(&args);
+    let id = run_service(&d, PROXY, "/weaveproxy", args, binds).await?;
+    wait_ready(&d, PROXY, || {
+        let addrs = addrs.clone();
+        async move { addrs.iter().all(|a| listening(a)) }
+    })
+    .await?;
+    println!("{id}");
+    Ok(())
+}
+
+fn listening(addr: &str) -> bool {
+    if let Some(path) = addr.strip_prefix("unix://") {
+        return std::os::unix::net::UnixStream::connect(path).is_ok();
+    }
+    let hp = addr
+        .trim_start_matches("tcp://")
+        .replace("0.0.0.0", "127.0.0.1");
+    let Some(sa) = std::net::ToSocketAddrs::to_socket_addrs(&hp)
+        .ok()
+        .and_then(|mut a| a.next())
+    else {
+        return false;
+    };
+    std::net::TcpStream::connect_timeout(&sa, Duration::from_millis(200)).is_ok()
+}
+
+/// The proxy's `-H` addresses from its arguments, defaulted like the proxy does.
+fn listen_addrs(args: &[String]) -> Vec<String> {
+    let mut out = Vec::new();
+    let mut it = args.iter();
+    while let Some(a) = it.next() {
+        let v = if a == "-H" || a == "--host" {
+            it.next().cloned()
+        } else if let Some(v) = a.strip_prefix("-H=").or_else(|| a.strip_prefix("--host=")) {
+            Some(v.to_string())
+        } else {
+            a.strip_prefix("-H")
+                .filter(|v| !v.is_empty() && !v.starts_with('-'))
+                .map(str::to_string)
+        };
+        if let Some(v) = v {
+            out.push(if v.contains("://") {
+                v
+            } else if v.starts_with('/') {
+                format!("unix://{v}")
+            } else {
+                format!("tcp://{v}")
+            });
+        }
+    }
+    if out.is_empty() {
+        out.push(weaveproxy::config::DEFAULT_LISTEN.to_string());
+    }
+    out
+}
+
+async fn proxy_args(d: &Docker) -> anyhow::Result<Vec<String>> {
+    match d.inspect_container(PROXY, None).await {
+        Ok(c) if c.state.as_ref().and_then(|s| s.running).unwrap_or(false) => {
+            Ok(c.args.unwrap_or_default())
+        }
+        Ok(_) => anyhow::bail!("weaveproxy container is not running. Have you launched it?"),
+        Err(e) if not_found(&e) => {
+            anyhow::bail!("weaveproxy container is not present. Have you launched it?")
+        }
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// The first tcp listen address (else the first one), as a client reaches it.
+async fn proxy_addr() -> anyhow::Result<String> {
+    let d = docker()?;
+    let addrs = listen_addrs(&proxy_args(&d).await?);
+    let addr = addrs
+        .iter()
+        .find(|a| a.starts_with("tcp://"))
+        .or(addrs.first())
+        .cloned()
+        .unwrap_or_default();
+    Ok(client_addr(&addr, std::env::var("DOCKER_HOST").ok().as_deref()))
+}
+
+/// `0.0.0.0` means "every interface": a client uses its daemon's host, or else 127.0.0.1.
+fn client_addr(addr: &str, docker_host: Option<&str>) -> String {
+    let host = docker_host
+        .and_then(|h| h.strip_prefix("tcp://"))
+        .and_then(|hp| hp.rsplit_once(':').map(|(h, _)| h.to_string()))
+        .unwrap_or_else(|| "127.0.0.1".into());
+    match addr.strip_prefix("tcp://0.0.0.0:") {
+        Some(port) => format!("tcp://{host}:{port}"),
+        None => addr.to_string(),
+    }
+}
+
+async fn stop(name: &str, not_running: &str) -> anyhow::Result<()> {
+    let d = docker()?;
+    match d
+        .stop_container(
+            name,
+            Some(StopContainerOptions {
+                t: Some(10),
+                signal: None,
+            }),
+        )
+        .await
+    {
+        Ok(()) => {}
+        Err(e) if not_found(&e) => anyhow::bail!("{not_running}"),
+        Err(e) => return Err(e.into()),
+    }
+    d.remove_container(
+        name,
+        Some(RemoveContainerOptions {
+            force: true,
+            ..Default::default()
+        }),
+    )
+    .await?;
+    Ok(())
+}
+
+async fn status() -> anyhow::Result<()> {
+    let router = weaveproxy::router_api::RouterClient::default();
+    match router.status().await {
+        Ok(s) => {
+            println!("weave network service is running");
+            for line in s.lines() {
+                println!("        {line}");
+            }
+        }
+        Err(_) => println!("weave network service is not running"),
+    }
+    let d = docker()?;
+    match proxy_args(&d).await {
+        Ok(args) => {
+            println!("weave proxy is running");
+            for a in listen_addrs(&args) {
+                println!("        Address: {a}");
+            }
+        }
+        Err(_) => println!("weave proxy is not running"),
+    }
+    Ok(())
+}
+
+/// Containers with `ethwe`: their MAC and addresses, read in their network namespaces.
+async fn ps() -> anyhow::Result<()> {
+    let d = docker()?;
+    let list = d
+        .list_containers(Some(ListContainersOptions {
+            all: false,
+            ..Default::default()
+        }))
+        .await?;
+    for c in list {
+        let Some(id) = c.id else { continue };
+        let Ok(info) = d.inspect_container(&id, None).await else {
+            continue;
+        };
+        let Some(pid) = info.state.and_then(|s| s.pid).filter(|p| *p > 0) else {
+            continue;
+        };
+        if let Ok(Some((mac, addrs))) = weaveproxy::attach::inspect_iface(pid as u32).await {
+            println!("{} {} {}", &id[..12.min(id.len())], mac, addrs.join(" "));
+        }
+    }
+    Ok(())
+}
+
+async fn serve_network(opts: weaveproxy::network::Options, bridge: String) -> anyhow::Result<()> {
+    let netlink = weaveproxy::attach::Netlink::new()?;
+    netlink.ensure_bridge(&bridge).await?;
+    let docker = Docker::connect_with_defaults().ok();
+    let shutdown = async {
+        use tokio::signal::unix::{SignalKind, signal};
+        if let (Ok(mut t), Ok(mut i)) = (
+            signal(SignalKind::terminate()),
+            signal(SignalKind::interrupt()),
+        ) {
+            tokio::select! { _ = t.recv() => {}, _ = i.recv() => {} }
+        }
+    };
+    weaveproxy::network::serve(opts, docker, shutdown).await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn s(v: &[&str]) -> Vec<String> {
+        v.iter().map(|x| x.to_string()).collect()
+    }
+
+    #[test]
+    fn listen_addresses_from_flags() {
+        assert_eq!(listen_addrs(&[]), s(&["tcp://0.0.0.0:12375"]));
+        assert_eq!(
+            listen_addrs(&s(&[
+                "--with-ipam",
+                "-H",
+                "tcp://127.0.0.1:9999",
+                "-H=unix:///x.sock",
+                "-H/y.sock"
+            ])),
+            s(&["tcp://127.0.0.1:9999", "unix:///x.sock", "unix:///y.sock"])
+        );
+    }
+
+    #[test]
+    fn client_address() {
+        assert_eq!(client_addr("tcp://0.0.0.0:12375", None), "tcp://127.0.0.1:12375");
+        assert_eq!(
+            client_addr("tcp://0.0.0.0:12375", Some("tcp://host1:2375")),
+            "tcp://host1:12375"
+        );
+        assert_eq!(
+            client_addr("tcp://0.0.0.0:12375", Some("unix:///var/run/docker.sock")),
+            "tcp://127.0.0.1:12375"
+        );
+        assert_eq!(client_addr("tcp://10.0.0.1:1", None), "tcp://10.0.0.1:1");
+        assert_eq!(client_addr("unix:///x.sock", None), "unix:///x.sock");
+    }
+}
