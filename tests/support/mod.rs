@@ -560,3 +560,33 @@ pub fn api_version() -> String {
     })
     .clone()
 }
+
+/// Held by tests that use the fixed names of the `weave` front end (containers `weave`,
+/// `weavedns`, `weaveproxy`; bridge `weave`; ports 6784 and 12375): only one such test runs at
+/// a time on this machine, across test binaries and checkouts.
+pub struct FixedNames {
+    _lock: nix::fcntl::Flock<std::fs::File>,
+}
+
+pub fn fixed_names() -> FixedNames {
+    let file = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open("/tmp/weaveproxy-tests-fixed-names.lock")
+        .expect("open the fixed-names lock file");
+    let lock = nix::fcntl::Flock::lock(file, nix::fcntl::FlockArg::LockExclusive)
+        .map_err(|(_, e)| e)
+        .expect("lock the fixed-names lock file");
+    FixedNames { _lock: lock }
+}
+
+/// The product's image for this checkout. Checkouts on one machine share the daemon, so each
+/// tags its own image (the `weave` front end reads WEAVEPROXY_IMAGE).
+pub fn product_image() -> String {
+    let dir = env!("CARGO_MANIFEST_DIR");
+    let tag: u32 = dir
+        .bytes()
+        .fold(2166136261u32, |h, b| (h ^ u32::from(b)).wrapping_mul(16777619));
+    format!("weaveworks/weaveproxy:test-{tag:08x}")
+}
