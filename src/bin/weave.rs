@@ -20,7 +20,11 @@ const WEAVEWAIT_VOLUME: &str = "weaveproxy-weavewait";
 const DB_VOLUME: &str = "weavedb";
 
 #[derive(Parser)]
-#[command(name = "weave", version, about = "Weave network front end: launch and inspect the weave services")]
+#[command(
+    name = "weave",
+    version,
+    about = "Weave network front end: launch and inspect the weave services"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -37,7 +41,11 @@ enum Command {
     Stop,
     /// Start the proxy; FLAGS go to it (-H, -D, --with-ipam, --with-dns, --tlsverify, ...)
     LaunchProxy {
-        #[arg(trailing_var_arg = true, allow_hyphen_values = true, value_name = "FLAGS")]
+        #[arg(
+            trailing_var_arg = true,
+            allow_hyphen_values = true,
+            value_name = "FLAGS"
+        )]
         flags: Vec<String>,
     },
     /// Stop the proxy
@@ -394,7 +402,10 @@ async fn proxy_addr() -> anyhow::Result<String> {
         .or(addrs.first())
         .cloned()
         .unwrap_or_default();
-    Ok(client_addr(&addr, std::env::var("DOCKER_HOST").ok().as_deref()))
+    Ok(client_addr(
+        &addr,
+        std::env::var("DOCKER_HOST").ok().as_deref(),
+    ))
 }
 
 /// `0.0.0.0` means "every interface": a client uses its daemon's host, or else 127.0.0.1.
@@ -525,7 +536,10 @@ mod tests {
 
     #[test]
     fn client_address() {
-        assert_eq!(client_addr("tcp://0.0.0.0:12375", None), "tcp://127.0.0.1:12375");
+        assert_eq!(
+            client_addr("tcp://0.0.0.0:12375", None),
+            "tcp://127.0.0.1:12375"
+        );
         assert_eq!(
             client_addr("tcp://0.0.0.0:12375", Some("tcp://host1:2375")),
             "tcp://host1:12375"

@@ -585,8 +585,8 @@ pub fn fixed_names() -> FixedNames {
 /// tags its own image (the `weave` front end reads WEAVEPROXY_IMAGE).
 pub fn product_image() -> String {
     let dir = env!("CARGO_MANIFEST_DIR");
-    let tag: u32 = dir
-        .bytes()
-        .fold(2166136261u32, |h, b| (h ^ u32::from(b)).wrapping_mul(16777619));
+    let tag: u32 = dir.bytes().fold(2166136261u32, |h, b| {
+        (h ^ u32::from(b)).wrapping_mul(16777619)
+    });
     format!("weaveworks/weaveproxy:test-{tag:08x}")
 }
