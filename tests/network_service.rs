@@ -14,6 +14,8 @@ use weaveproxy::network::{self, Options};
 use weaveproxy::router_api::{RouterClient, RouterError};
 use weaveproxy::weave_cidr::Cidr;
 
+mod support;
+
 fn c(s: &str) -> Cidr {
     s.parse().unwrap()
 }
@@ -442,7 +444,7 @@ async fn corrupt_state_refuses_to_start() {
     assert!(err.contains("corrupt"), "{err}");
 }
 
-/// Runs the docker CLI; `None` if there is no usable daemon here (the test is then skipped).
+/// Runs the docker CLI; `None` if it failed.
 fn docker_cli(args: &[&str]) -> Option<String> {
     let out = std::process::Command::new("docker")
         .args(args)
@@ -457,15 +459,14 @@ fn docker_cli(args: &[&str]) -> Option<String> {
 /// addresses come back promptly, so a small subnet survives many short-lived containers.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn docker_destroy_releases_addresses() {
-    const IMAGE: &str = "weaveproxy-network-test:empty";
-    if docker_cli(&["version", "--format", "{{.Server.Version}}"]).is_none() {
-        eprintln!("skipped: no Docker daemon");
-        return;
-    }
+    support::require_docker();
+    let mut cleanup = support::Cleanup::new();
+    let image = cleanup.image("empty");
+    let image = image.as_str();
     // An empty image is enough: containers are only created and removed, never started.
     let empty_tar = vec![0u8; 1024];
     let mut import = std::process::Command::new("docker")
-        .args(["import", "-", IMAGE])
+        .args(["import", "-", image])
         .stdin(std::process::Stdio::piped())
         .stdout(std::process::Stdio::null())
         .spawn()
@@ -518,8 +519,9 @@ async fn docker_destroy_releases_addresses() {
     // More containers than the /28 has addresses, one after another.
     let net = Some(c("10.40.0.0/28"));
     for _ in 0..20 {
-        let id = docker_cli(&["create", IMAGE, "/nothing"]).expect("docker create");
+        let id = docker_cli(&["create", image, "/nothing"]).expect("docker create");
         assert_eq!(id.len(), 64, "{id}");
+        cleanup.add_container(&id);
         let got = client.allocate(&id, net).await.unwrap();
         assert!(c("10.40.0.0/28").contains(got.addr));
         docker_cli(&["rm", &id]).expect("docker rm");
@@ -528,7 +530,6 @@ async fn docker_destroy_releases_addresses() {
 
     let _ = stop.send(());
     task.await.unwrap().unwrap();
-    let _ = docker_cli(&["rmi", IMAGE]);
 }
 
 #[tokio::test]
