@@ -11,8 +11,26 @@ use weaveproxy::proxy::upstream::{DockerAddr, Upstream};
 use weaveproxy::proxy::{self, Proxy};
 use weaveproxy::router_api::RouterClient;
 
+// The `weave` front end, compiled in as well: the image carries this one binary, and runs the
+// front end (and the services it launches) as `weaveproxy weave ...`.
+#[allow(dead_code)]
+#[path = "bin/weave.rs"]
+mod frontend;
+
 fn main() -> ExitCode {
-    let cli = Cli::parse();
+    let mut args: Vec<std::ffi::OsString> = std::env::args_os().collect();
+    let called_weave = args
+        .first()
+        .and_then(|a| std::path::Path::new(a).file_name())
+        .is_some_and(|n| n == "weave");
+    if called_weave {
+        return frontend::run_cli(args);
+    }
+    if args.get(1).is_some_and(|a| a == "weave") {
+        args.remove(0);
+        return frontend::run_cli(args);
+    }
+    let cli = Cli::parse_from(args);
     let settings = match config::load(&cli) {
         Ok(s) => s,
         Err(e) => {

@@ -84,7 +84,12 @@ fn image() -> String {
 }
 
 fn main() -> ExitCode {
-    let cli = Cli::parse();
+    run_cli(std::env::args_os())
+}
+
+/// Also reached as `weaveproxy weave ...`: the image carries one multi-call binary.
+pub fn run_cli(args: impl IntoIterator<Item = std::ffi::OsString>) -> ExitCode {
+    let cli = Cli::parse_from(args);
     if let Command::ServeNetwork { .. } = cli.command {
         weaveproxy::logging::init("info", "auto");
     }
@@ -182,14 +187,14 @@ fn docker_socket() -> String {
 async fn run_service(
     d: &Docker,
     name: &str,
-    entrypoint: &str,
+    entrypoint: &[&str],
     args: Vec<String>,
     mut binds: Vec<String>,
 ) -> anyhow::Result<String> {
     binds.push(format!("{}:/var/run/docker.sock", docker_socket()));
     let body = ContainerCreateBody {
         image: Some(image()),
-        entrypoint: Some(vec![entrypoint.to_string()]),
+        entrypoint: Some(entrypoint.iter().map(|s| s.to_string()).collect()),
         cmd: Some(args),
         // When DOCKER_HOST is the proxy, the proxy leaves its own services alone.
         env: Some(vec![
@@ -285,7 +290,7 @@ async fn launch(opts: LaunchOpts) -> anyhow::Result<()> {
         args.extend(["--ipalloc-default-subnet".into(), s]);
     }
     let binds = vec![format!("{DB_VOLUME}:/weavedb")];
-    let id = run_service(&d, ROUTER, "/weave", args, binds).await?;
+    let id = run_service(&d, ROUTER, &["/weaveproxy", "weave"], args, binds).await?;
     let router = weaveproxy::router_api::RouterClient::default();
     wait_ready(&d, ROUTER, || async { router.status().await.is_ok() }).await?;
     println!("{id}");
@@ -323,7 +328,7 @@ async fn launch_proxy(flags: Vec<String>) -> anyhow::Result<()> {
         }
     }
     let addrs = listen_addrs(&args);
-    let id = run_service(&d, PROXY, "/weaveproxy", args, binds).await?;
+    let id = run_service(&d, PROXY, &["/weaveproxy"], args, binds).await?;
     wait_ready(&d, PROXY, || {
         let addrs = addrs.clone();
         async move { addrs.iter().all(|a| listening(a)) }
