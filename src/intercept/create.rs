@@ -126,6 +126,9 @@ fn strings(v: Option<&Value>) -> Option<Vec<String>> {
     }
 }
 
+/// An image's (Entrypoint, Cmd), each `None` when the image has none.
+pub type ImageCommand = (Option<Vec<String>>, Option<Vec<String>>);
+
 /// Entrypoint and Cmd as the request gives them: `None` when absent or null.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct CommandParts {
@@ -156,7 +159,7 @@ impl CommandParts {
     /// entrypoint takes the image's. `None` when there is nothing to run.
     pub fn effective(
         &self,
-        image: Option<(Option<Vec<String>>, Option<Vec<String>>)>,
+        image: Option<ImageCommand>,
     ) -> Option<(Vec<String>, Vec<String>)> {
         let (image_ep, image_cmd) = image.unwrap_or_default();
         let mut cmd = self.cmd.clone().unwrap_or_default();
