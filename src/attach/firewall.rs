@@ -12,9 +12,11 @@ fn iptables(args: &[&str]) -> std::io::Result<std::process::Output> {
     let mut cmd = Command::new("iptables");
     cmd.arg("-w").args(args);
     let own = std::fs::read_link("/proc/self/ns/mnt").ok();
-    let host = std::fs::read_link("/proc/1/ns/mnt").ok();
-    if own.is_some() && host.is_some() && own != host {
-        let ns = std::fs::File::open("/proc/1/ns/mnt")?;
+    let host = host_mnt_ns();
+    if let (Some(own), Some((host_path, host))) = (own, host)
+        && own != host
+    {
+        let ns = std::fs::File::open(host_path)?;
         cmd.env(
             "PATH",
             "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
@@ -29,6 +31,23 @@ fn iptables(args: &[&str]) -> std::io::Result<std::process::Output> {
         }
     }
     cmd.output()
+}
+
+/// The host's mount namespace: init's, or where init's is out of reach (a sandboxed init), the
+/// Docker daemon's, whose iptables rules are the ones that matter.
+fn host_mnt_ns() -> Option<(std::path::PathBuf, std::path::PathBuf)> {
+    let ns = |pid: &str| {
+        let path = std::path::PathBuf::from(format!("/proc/{pid}/ns/mnt"));
+        let link = std::fs::read_link(&path).ok()?;
+        Some((path, link))
+    };
+    ns("1").or_else(|| {
+        std::fs::read_dir("/proc").ok()?.flatten().find_map(|e| {
+            let pid = e.file_name().into_string().ok()?;
+            let comm = std::fs::read_to_string(format!("/proc/{pid}/comm")).ok()?;
+            (comm.trim_end() == "dockerd").then(|| ns(&pid)).flatten()
+        })
+    })
 }
 
 fn rule(bridge: &str) -> [&str; 7] {

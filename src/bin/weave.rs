@@ -18,6 +18,8 @@ const PROXY: &str = "weaveproxy";
 const ROUTER: &str = "weave";
 const WEAVEWAIT_VOLUME: &str = "weaveproxy-weavewait";
 const DB_VOLUME: &str = "weavedb";
+/// As in compose.yaml.
+const SERVICE_CAPS: &[&str] = &["NET_ADMIN", "NET_RAW", "SYS_ADMIN", "SYS_PTRACE"];
 
 #[derive(Parser)]
 #[command(
@@ -202,11 +204,12 @@ async fn run_service(
             format!("WEAVEPROXY_WEAVEWAIT=volume:{WEAVEWAIT_VOLUME}"),
         ]),
         host_config: Some(HostConfig {
-            // Attaching needs the host's network and process namespaces and the privileges
-            // to enter other namespaces and change links.
+            // Attaching needs the host's network and process namespaces, and the capabilities
+            // to enter other namespaces (SYS_ADMIN, SYS_PTRACE for /proc/PID/ns) and change
+            // links and the host's iptables (NET_ADMIN, NET_RAW); no more than that.
             network_mode: Some("host".into()),
             pid_mode: Some("host".into()),
-            privileged: Some(true),
+            cap_add: Some(SERVICE_CAPS.iter().map(|c| c.to_string()).collect()),
             binds: Some(binds),
             restart_policy: Some(RestartPolicy {
                 name: Some(RestartPolicyNameEnum::UNLESS_STOPPED),
