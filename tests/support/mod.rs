@@ -50,7 +50,7 @@ pub fn image() -> &'static str {
         }
         let dir = tempfile::tempdir().expect("tempdir");
         make_rootfs(dir.path());
-        let tar = Command::new("tar")
+        let mut tar = Command::new("tar")
             .args(["-C"])
             .arg(dir.path())
             .args(["-c", "."])
@@ -63,9 +63,10 @@ pub fn image() -> &'static str {
             .args(["--change", "LABEL weaveproxy.test=1"])
             .args(["--change", "CMD [\"sh\"]"])
             .args(["-", IMAGE])
-            .stdin(tar.stdout.expect("tar stdout"))
+            .stdin(tar.stdout.take().expect("tar stdout"))
             .output()
             .expect("docker import");
+        assert!(tar.wait().expect("tar").success(), "tar of the rootfs failed");
         assert!(
             out.status.success(),
             "docker import: {}",
@@ -589,4 +590,86 @@ pub fn product_image() -> String {
         (h ^ u32::from(b)).wrapping_mul(16777619)
     });
     format!("weaveworks/weaveproxy:test-{tag:08x}")
+}
+
+/// The front end's services on this machine, for one test: holds the fixed-names lock, builds
+/// this checkout's product image from the static binaries (scripts/build-static all), and on
+/// drop removes the services' containers, volumes, bridge and the image.
+pub struct Services {
+    pub image: String,
+    _lock: FixedNames,
+}
+
+pub const SERVICE_CONTAINERS: &[&str] = &["weaveproxy", "weavedns", "weave"];
+pub const SERVICE_VOLUMES: &[&str] = &["weaveproxy-weavewait", "weavedb"];
+
+impl Services {
+    pub fn new() -> Services {
+        require_docker();
+        let lock = fixed_names();
+        let image = product_image();
+        let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+        for bin in ["weaveproxy", "weavewait"] {
+            assert!(
+                root.join("target/image").join(bin).is_file(),
+                "target/image/{bin} missing: run scripts/build-static all (the README's test command does)"
+            );
+        }
+        let s = Services { image, _lock: lock };
+        s.remove_services();
+        let out: Out = Command::new("docker")
+            .args(["-H", DIRECT, "build", "-q", "-f", "image/Dockerfile"])
+            .args(["--target", "local", "-t", &s.image, "."])
+            .env("DOCKER_BUILDKIT", "0")
+            .current_dir(root)
+            .output()
+            .expect("docker build")
+            .into();
+        assert_eq!(out.code, 0, "building the product image: {}", out.stderr);
+        s
+    }
+
+    /// The `weave` front end, as a user on this host runs it.
+    pub fn weave(&self, args: &[&str]) -> Out {
+        self.weave_with(args, &[])
+    }
+
+    pub fn weave_with(&self, args: &[&str], env: &[(&str, &str)]) -> Out {
+        let mut c = Command::new(env!("CARGO_BIN_EXE_weave"));
+        c.args(args)
+            .env("WEAVEPROXY_IMAGE", &self.image)
+            .env("DOCKER_HOST", DIRECT)
+            .env_remove("DOCKER_TLS_VERIFY")
+            .env_remove("DOCKER_CERT_PATH")
+            .stdin(Stdio::null());
+        for (k, v) in env {
+            c.env(k, v);
+        }
+        c.output().expect("run weave").into()
+    }
+
+    fn remove_services(&self) {
+        let mut args = vec!["rm", "-f", "-v"];
+        args.extend(SERVICE_CONTAINERS);
+        let _ = docker(DIRECT, &args);
+        let mut args = vec!["volume", "rm", "-f"];
+        args.extend(SERVICE_VOLUMES);
+        let _ = docker(DIRECT, &args);
+        remove_bridge("weave");
+    }
+}
+
+impl Drop for Services {
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            for c in SERVICE_CONTAINERS {
+                let logs = docker(DIRECT, &["logs", "--tail", "40", c]);
+                if logs.code == 0 {
+                    eprintln!("---- docker logs {c}:\n{}{}", logs.stdout, logs.stderr);
+                }
+            }
+        }
+        self.remove_services();
+        let _ = docker(DIRECT, &["rmi", "-f", &self.image]);
+    }
 }

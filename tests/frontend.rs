@@ -1,0 +1,441 @@
+//! The `weave` front end on the real engine: the services as containers from the product image
+//! (`weave launch`, `weave launch-proxy`), a user who follows the seed's Usage and IPAM sections
+//! through `eval "$(weave proxy-env)"`, and `docker-compose up` with compose.yaml.
+
+mod support;
+
+use std::collections::HashSet;
+use std::net::Ipv4Addr;
+use std::process::Command;
+
+use support::{Cleanup, DIRECT, Out, Services, docker, ok};
+
+/// `export DOCKER_HOST=...` → the address.
+fn docker_host_from_proxy_env(s: &Services) -> String {
+    let env = ok(s.weave(&["proxy-env"]));
+    let host = env
+        .trim()
+        .strip_prefix("export DOCKER_HOST=")
+        .unwrap_or_else(|| panic!("proxy-env printed {env:?}"));
+    host.to_string()
+}
+
+fn ethwe_v4(out: &str) -> Vec<(Ipv4Addr, u8)> {
+    out.split_whitespace()
+        .skip_while(|w| *w != "inet")
+        .filter_map(|w| {
+            let (ip, len) = w.split_once('/')?;
+            Some((ip.parse().ok()?, len.parse().ok()?))
+        })
+        .collect()
+}
+
+fn in_subnet(ip: Ipv4Addr, net: Ipv4Addr, len: u8) -> bool {
+    let mask = u32::MAX << (32 - u32::from(len));
+    u32::from(ip) & mask == u32::from(net) & mask
+}
+
+#[test]
+fn launch_proxy_then_seed_usage_through_proxy_env() {
+    let s = Services::new();
+    let mut cleanup = Cleanup::new();
+    let img = support::image();
+
+    let id = ok(s.weave(&["launch-proxy"]));
+    assert_eq!(id.trim().len(), 64, "launch-proxy prints the id: {id}");
+    let again = s.weave(&["launch-proxy"]);
+    assert_ne!(again.code, 0);
+    assert!(
+        again.stderr.contains("already running") && again.stderr.contains("weave stop-proxy"),
+        "{}",
+        again.stderr
+    );
+
+    let host = docker_host_from_proxy_env(&s);
+    assert_eq!(host, "tcp://127.0.0.1:12375");
+    assert_eq!(
+        ok(s.weave(&["proxy-config"])).trim(),
+        "-H=tcp://127.0.0.1:12375"
+    );
+    let status = ok(s.weave(&["status"]));
+    assert!(status.contains("weave proxy is running"), "{status}");
+    assert!(status.contains("12375"), "{status}");
+
+    // Usage, run form: the address is there, up, before the command runs.
+    let out = ok(docker(
+        &host,
+        &[
+            "run",
+            "--rm",
+            "-e",
+            "WEAVE_CIDR=10.2.1.1/24",
+            img,
+            "sh",
+            "-c",
+            "grep ^1$ /sys/class/net/ethwe/carrier && ip -4 addr show ethwe",
+        ],
+    ));
+    assert_eq!(
+        ethwe_v4(&out),
+        vec![("10.2.1.1".parse().unwrap(), 24)],
+        "{out}"
+    );
+
+    // Usage, create + start form.
+    let name = cleanup.container("created");
+    ok(docker(
+        &host,
+        &[
+            "create",
+            "--name",
+            &name,
+            "-e",
+            "WEAVE_CIDR=10.2.1.2/24",
+            img,
+            "ip",
+            "-4",
+            "addr",
+            "show",
+            "ethwe",
+        ],
+    ));
+    let out = ok(docker(&host, &["start", "-a", &name]));
+    assert_eq!(
+        ethwe_v4(&out),
+        vec![("10.2.1.2".parse().unwrap(), 24)],
+        "{out}"
+    );
+
+    // Per-command form, and an ordinary command through the proxy.
+    let cfg = ok(s.weave(&["proxy-config"]));
+    let ps = Command::new("docker")
+        .arg(cfg.trim())
+        .args(["ps", "--format", "{{.Names}}"])
+        .output()
+        .expect("docker ps");
+    assert!(ps.status.success());
+    assert!(String::from_utf8_lossy(&ps.stdout).contains("weaveproxy"));
+
+    let logs = docker(DIRECT, &["logs", "weaveproxy"]);
+    assert!(
+        (logs.stdout + &logs.stderr).contains("listening on"),
+        "docker logs weaveproxy shows the proxy's log"
+    );
+
+    ok(s.weave(&["stop-proxy"]));
+    let status = ok(s.weave(&["status"]));
+    assert!(status.contains("weave proxy is not running"), "{status}");
+    let again = s.weave(&["stop-proxy"]);
+    assert_ne!(again.code, 0);
+    assert!(again.stderr.contains("not running"), "{}", again.stderr);
+}
+
+#[test]
+fn launch_proxy_without_the_image_names_the_build_command() {
+    let s = Services::new();
+    let out = s.weave_with(
+        &["launch-proxy"],
+        &[("WEAVEPROXY_IMAGE", "wpt-no-such-image:latest")],
+    );
+    assert_ne!(out.code, 0);
+    assert!(
+        out.stderr.contains("wpt-no-such-image") && out.stderr.contains("scripts/build-image"),
+        "{}",
+        out.stderr
+    );
+    assert_eq!(
+        docker(DIRECT, &["inspect", "weaveproxy"]).code,
+        1,
+        "no container is left behind"
+    );
+}
+
+/// Seed, "Automatic IP address assignment", with our own network service and nothing else.
+#[test]
+fn launch_and_with_ipam_allocate_release_and_fail_clearly() {
+    let s = Services::new();
+    let mut cleanup = Cleanup::new();
+    let img = support::image();
+    let range: Ipv4Addr = "10.44.0.0".parse().unwrap();
+
+    let id = ok(s.weave(&["launch", "--ipalloc-range", "10.44.0.0/16"]));
+    assert_eq!(id.trim().len(), 64, "{id}");
+    let again = s.weave(&["launch"]);
+    assert_ne!(again.code, 0);
+    assert!(again.stderr.contains("already running"), "{}", again.stderr);
+    ok(s.weave(&["launch-proxy", "--with-ipam"]));
+    let host = docker_host_from_proxy_env(&s);
+
+    // --with-ipam: a plain `docker run`, no options at all, is attached.
+    let out = ok(docker(
+        &host,
+        &["run", "--rm", img, "ip", "-4", "addr", "show", "ethwe"],
+    ));
+    let got = ethwe_v4(&out);
+    assert_eq!(got.len(), 1, "{out}");
+    assert!(in_subnet(got[0].0, range, 16), "{out}");
+
+    // Blank WEAVE_CIDR and net: allocate; WEAVE_CIDR=none is hands off.
+    let out = ok(docker(
+        &host,
+        &[
+            "run",
+            "--rm",
+            "-e",
+            "WEAVE_CIDR=net:10.44.7.0/24",
+            img,
+            "ip",
+            "-4",
+            "addr",
+            "show",
+            "ethwe",
+        ],
+    ));
+    let got = ethwe_v4(&out);
+    assert!(
+        in_subnet(got[0].0, "10.44.7.0".parse().unwrap(), 24),
+        "{out}"
+    );
+    let out = docker(
+        &host,
+        &[
+            "run",
+            "--rm",
+            "-e",
+            "WEAVE_CIDR=none",
+            img,
+            "ip",
+            "link",
+            "show",
+            "ethwe",
+        ],
+    );
+    assert_ne!(out.code, 0, "WEAVE_CIDR=none gets no ethwe: {}", out.stdout);
+
+    // Two running containers hold distinct addresses; `weave ps` lists them with MAC and address.
+    let mut held = Vec::new();
+    for n in ["ps1", "ps2"] {
+        let name = cleanup.container(n);
+        ok(docker(
+            &host,
+            &[
+                "run",
+                "-d",
+                "--name",
+                &name,
+                "-e",
+                "WEAVE_CIDR=",
+                img,
+                "sleep",
+                "600",
+            ],
+        ));
+        let out = ok(docker(
+            &host,
+            &["exec", &name, "ip", "-4", "addr", "show", "ethwe"],
+        ));
+        held.push(ethwe_v4(&out)[0].0);
+    }
+    assert_ne!(held[0], held[1]);
+    let ps = ok(s.weave(&["ps"]));
+    for ip in &held {
+        let line = ps
+            .lines()
+            .find(|l| l.contains(&format!("{ip}/16")))
+            .unwrap_or_else(|| panic!("weave ps lacks {ip}: {ps}"));
+        assert_eq!(
+            line.split_whitespace().nth(1).map(|m| m.len()),
+            Some(17),
+            "{line}"
+        );
+    }
+    let status = ok(s.weave(&["status"]));
+    assert!(
+        status.contains("weave network service is running") && status.contains("10.44.0.0/16"),
+        "{status}"
+    );
+
+    // 20 parallel runs in a /27, all alive at once, never share an address.
+    let names: Vec<String> = (0..20)
+        .map(|i| cleanup.container(&format!("par{i}")))
+        .collect();
+    let runs: Vec<_> = names
+        .iter()
+        .map(|name| {
+            support::docker_cmd(
+                &host,
+                &[
+                    "run",
+                    "-d",
+                    "--name",
+                    name,
+                    "-e",
+                    "WEAVE_CIDR=net:10.44.1.0/27",
+                    img,
+                    "sleep",
+                    "600",
+                ],
+            )
+            .stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .expect("docker run")
+        })
+        .collect();
+    for r in runs {
+        ok(r.wait_with_output().expect("wait").into());
+    }
+    let mut seen = HashSet::new();
+    for name in &names {
+        let got = ethwe_v4(&ok(docker(
+            &host,
+            &["exec", name, "ip", "-4", "addr", "show", "ethwe"],
+        )));
+        assert_eq!(got.len(), 1, "{name}");
+        assert!(in_subnet(got[0].0, "10.44.1.0".parse().unwrap(), 27));
+        assert!(seen.insert(got[0].0), "{} handed out twice", got[0].0);
+    }
+    let mut rm = vec!["rm", "-f"];
+    rm.extend(names.iter().map(String::as_str));
+    ok(docker(&host, &rm));
+
+    // Churn: 50 sequential `run --rm` in a /28 (14 addresses) all succeed: every address comes
+    // back when its container goes.
+    for i in 0..50 {
+        let out = docker(
+            &host,
+            &[
+                "run",
+                "--rm",
+                "-e",
+                "WEAVE_CIDR=net:10.44.2.0/28",
+                img,
+                "true",
+            ],
+        );
+        assert_eq!(out.code, 0, "run {i} of 50: {}", out.stderr);
+    }
+
+    // The network service gone: an address that needs it fails with the fix in one line, and
+    // nothing is left running.
+    ok(s.weave(&["stop"]));
+    let name = cleanup.container("norouter");
+    let out = docker(
+        &host,
+        &["run", "--name", &name, "-e", "WEAVE_CIDR=", img, "true"],
+    );
+    assert_ne!(out.code, 0);
+    assert!(out.stderr.contains("weave launch"), "{}", out.stderr);
+    let running = docker(DIRECT, &["inspect", "-f", "{{.State.Running}}", &name]);
+    assert_ne!(
+        running.stdout.trim(),
+        "true",
+        "no container is left running"
+    );
+}
+
+/// compose.yaml brings up the services; a user's compose project through the proxy gets
+/// `ethwe` where it asks for the bridge network, and is left alone on its project network.
+#[test]
+fn compose_up_runs_the_services_and_user_projects_work_through_the_proxy() {
+    let s = Services::new();
+    let img = support::image();
+    let root = env!("CARGO_MANIFEST_DIR");
+    let compose = |host: &str, dir: &str, project: &str, args: &[&str]| -> Out {
+        Command::new("docker-compose")
+            .current_dir(dir)
+            .env("DOCKER_HOST", host)
+            .env("WEAVEPROXY_IMAGE", &s.image)
+            .env("COMPOSE_PROJECT_NAME", project)
+            .args(args)
+            .output()
+            .expect("docker-compose")
+            .into()
+    };
+    let services = support::unique("svc");
+    struct Down<'a>(&'a dyn Fn());
+    impl Drop for Down<'_> {
+        fn drop(&mut self) {
+            (self.0)()
+        }
+    }
+    let down_services = || {
+        let _ = compose(DIRECT, root, &services, &["down", "-v"]);
+    };
+    let _down = Down(&down_services);
+    let up = compose(DIRECT, root, &services, &["up", "-d"]);
+    assert_eq!(up.code, 0, "{}", up.stderr);
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    while std::net::TcpStream::connect("127.0.0.1:12375").is_err() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the proxy never listened"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    let proxy = "tcp://127.0.0.1:12375";
+
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("docker-compose.yml"),
+        format!(
+            "version: '2'\nservices:\n  a:\n    image: {img}\n    command: sleep 600\n    network_mode: bridge\n    environment:\n      WEAVE_CIDR: 10.2.5.1/24\n  b:\n    image: {img}\n    command: sleep 600\n    network_mode: bridge\n    environment:\n      WEAVE_CIDR: 10.2.5.2/24\n  c:\n    image: {img}\n    command: sleep 600\n    environment:\n      WEAVE_CIDR: 10.2.5.3/24\n"
+        ),
+    )
+    .unwrap();
+    let project = support::unique("proj").replace('-', "");
+    let d = dir.path().to_str().unwrap().to_string();
+    let down_project = || {
+        let _ = compose(proxy, &d, &project, &["down", "-v"]);
+        let _ = compose(DIRECT, &d, &project, &["down", "-v"]);
+    };
+    let _down_project = Down(&down_project);
+    let up = compose(proxy, &d, &project, &["up", "-d"]);
+    assert_eq!(up.code, 0, "{}", up.stderr);
+    let container = |svc: &str| {
+        let out = compose(proxy, &d, &project, &["ps", "-q", svc]);
+        out.stdout.trim().to_string()
+    };
+    let a = container("a");
+    let out = ok(docker(
+        proxy,
+        &["exec", &a, "ip", "-4", "addr", "show", "ethwe"],
+    ));
+    assert_eq!(ethwe_v4(&out), vec![("10.2.5.1".parse().unwrap(), 24)]);
+    let out = ok(docker(
+        proxy,
+        &["exec", &a, "ping", "-c", "1", "-W", "5", "10.2.5.2"],
+    ));
+    assert!(out.contains("1 packets received"), "{out}");
+    // On the project's own network the proxy hands off, and says why.
+    let c = container("c");
+    let out = docker(proxy, &["exec", &c, "ip", "link", "show", "ethwe"]);
+    assert_ne!(out.code, 0, "c is on the project network: no ethwe");
+    let logs = docker(DIRECT, &["logs", "weaveproxy"]);
+    assert!(
+        (logs.stdout + &logs.stderr).contains("user-defined network"),
+        "the proxy logs why it left c alone"
+    );
+    let run = compose(
+        proxy,
+        &d,
+        &project,
+        &[
+            "run",
+            "--rm",
+            "-e",
+            "WEAVE_CIDR=10.2.5.9/24",
+            "a",
+            "ip",
+            "-4",
+            "addr",
+            "show",
+            "ethwe",
+        ],
+    );
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    assert!(run.stdout.contains("10.2.5.9/24"), "{}", run.stdout);
+    let down = compose(proxy, &d, &project, &["down"]);
+    assert_eq!(down.code, 0, "{}", down.stderr);
+}
