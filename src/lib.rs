@@ -8,4 +8,5 @@ pub mod logging;
 pub mod network;
 pub mod proxy;
 pub mod router_api;
+pub mod tls;
 pub mod weave_cidr;
