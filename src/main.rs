@@ -38,6 +38,15 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
+    // Before anything listens: a TLS file that cannot be used stops the proxy here, in one line,
+    // rather than leaving a port that serves without the certificate.
+    let tls = match Tls::load(&settings) {
+        Ok(t) => t,
+        Err(e) => {
+            eprintln!("weaveproxy: {e}");
+            return ExitCode::from(2);
+        }
+    };
     weaveproxy::logging::init(&settings.log_level, &settings.log_target);
     let runtime = match tokio::runtime::Runtime::new() {
         Ok(r) => r,
@@ -46,7 +55,7 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    match runtime.block_on(run(settings)) {
+    match runtime.block_on(run(settings, tls)) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             tracing::error!("{e:#}");
@@ -56,7 +65,25 @@ fn main() -> ExitCode {
     }
 }
 
-async fn run(settings: config::Settings) -> anyhow::Result<()> {
+/// The loaded TLS config for the tcp listeners.
+struct Tls {
+    listen: Option<(Arc<rustls::ServerConfig>, bool)>,
+}
+
+impl Tls {
+    fn load(settings: &config::Settings) -> Result<Tls, weaveproxy::tls::TlsError> {
+        let listen = match settings.listen_tls() {
+            Some(t) => Some((
+                weaveproxy::tls::server_config(&t.files, t.verify)?,
+                t.verify,
+            )),
+            None => None,
+        };
+        Ok(Tls { listen })
+    }
+}
+
+async fn run(settings: config::Settings, tls: Tls) -> anyhow::Result<()> {
     use anyhow::Context;
 
     let docker: DockerAddr = settings.docker_host.parse().map_err(anyhow::Error::msg)?;
@@ -72,12 +99,32 @@ async fn run(settings: config::Settings) -> anyhow::Result<()> {
     };
     let mut listeners = Vec::new();
     for addr in &addrs {
-        let l = Listener::bind(addr, like.as_deref())
+        let mut l = Listener::bind(addr, like.as_deref())
             .await
             .with_context(|| format!("cannot listen on {addr}"))?;
+        if let Some((config, _)) = &tls.listen {
+            l = l.with_tls(config.clone());
+        }
+        if l.exposed_without_tls() {
+            tracing::warn!(
+                "{} accepts plain connections from other hosts: whoever reaches it has root on this host; use --tlsverify, or listen on 127.0.0.1 or a unix socket",
+                l.local_addr()
+            );
+        }
         listeners.push(l);
     }
-    let bound: Vec<String> = listeners.iter().map(|l| l.local_addr()).collect();
+    let mode = match &tls.listen {
+        Some((_, true)) => " (TLS, client certificates verified)",
+        Some((_, false)) => " (TLS)",
+        None => "",
+    };
+    let bound: Vec<String> = listeners
+        .iter()
+        .map(|l| match l.is_tls() {
+            true => format!("{}{mode}", l.local_addr()),
+            false => l.local_addr(),
+        })
+        .collect();
     tracing::info!(
         "weaveproxy {} listening on {}; docker daemon at {}",
         env!("CARGO_PKG_VERSION"),
