@@ -65,9 +65,10 @@ fn main() -> ExitCode {
     }
 }
 
-/// The loaded TLS config for the tcp listeners.
+/// The loaded TLS configs: for the tcp listeners, and towards the daemon.
 struct Tls {
     listen: Option<(Arc<rustls::ServerConfig>, bool)>,
+    daemon: Option<Arc<rustls::ClientConfig>>,
 }
 
 impl Tls {
@@ -79,7 +80,11 @@ impl Tls {
             )),
             None => None,
         };
-        Ok(Tls { listen })
+        let daemon = match settings.daemon_tls() {
+            Some(files) => Some(weaveproxy::tls::client_config(&files)?),
+            None => None,
+        };
+        Ok(Tls { listen, daemon })
     }
 }
 
@@ -97,6 +102,10 @@ async fn run(settings: config::Settings, tls: Tls) -> anyhow::Result<()> {
         DockerAddr::Unix(p) => Some(p.clone()),
         DockerAddr::Tcp(_) => None,
     };
+    let mut upstream = Upstream::new(docker.clone());
+    if let Some(config) = tls.daemon {
+        upstream = upstream.with_tls(config).map_err(anyhow::Error::msg)?;
+    }
     let mut listeners = Vec::new();
     for addr in &addrs {
         let mut l = Listener::bind(addr, like.as_deref())
@@ -126,16 +135,17 @@ async fn run(settings: config::Settings, tls: Tls) -> anyhow::Result<()> {
         })
         .collect();
     tracing::info!(
-        "weaveproxy {} listening on {}; docker daemon at {}",
+        "weaveproxy {} listening on {}; docker daemon at {}{}",
         env!("CARGO_PKG_VERSION"),
         bound.join(" "),
-        docker
+        docker,
+        if upstream.is_tls() { " (TLS)" } else { "" }
     );
-    let weave = weave_setup(&settings, &docker).await?;
+    let weave = weave_setup(&settings, &upstream).await?;
     tokio::spawn(weaveproxy::events::watch(weave.clone()));
     tokio::spawn(weaveproxy::events::attach_running(weave.clone()));
     let proxy = Arc::new(Proxy {
-        upstream: Upstream::new(docker),
+        upstream,
         weave: Some(weave),
     });
     proxy::serve(
@@ -151,7 +161,7 @@ async fn run(settings: config::Settings, tls: Tls) -> anyhow::Result<()> {
 
 async fn weave_setup(
     settings: &config::Settings,
-    docker: &DockerAddr,
+    upstream: &Upstream,
 ) -> anyhow::Result<Arc<Weave>> {
     use anyhow::Context;
 
@@ -161,7 +171,7 @@ async fn weave_setup(
     }
     let router = RouterClient::new(&settings.weave_api).map_err(anyhow::Error::msg)?;
     let netlink = Netlink::new().context("opening a netlink socket")?;
-    let client = intercept::DockerClient::new(docker.clone());
+    let client = intercept::DockerClient::new(upstream.clone());
     Ok(Arc::new(Weave::new(
         client,
         settings.with_ipam,

@@ -144,14 +144,14 @@ pub fn decide(
 /// The proxy's own client of the daemon, made on first use: the daemon may start after the
 /// proxy. Its API version is negotiated, so that the proxy works with old and new engines.
 pub struct DockerClient {
-    addr: crate::proxy::upstream::DockerAddr,
+    upstream: crate::proxy::upstream::Upstream,
     client: tokio::sync::OnceCell<bollard::Docker>,
 }
 
 impl DockerClient {
-    pub fn new(addr: crate::proxy::upstream::DockerAddr) -> DockerClient {
+    pub fn new(upstream: crate::proxy::upstream::Upstream) -> DockerClient {
         DockerClient {
-            addr,
+            upstream,
             client: tokio::sync::OnceCell::new(),
         }
     }
@@ -160,12 +160,22 @@ impl DockerClient {
         use crate::proxy::upstream::DockerAddr;
         self.client
             .get_or_try_init(|| async {
-                let client = match &self.addr {
+                let client = match &self.upstream.addr {
                     DockerAddr::Unix(p) => bollard::Docker::connect_with_unix(
                         &p.to_string_lossy(),
                         120,
                         bollard::API_DEFAULT_VERSION,
                     )?,
+                    DockerAddr::Tcp(hp) if self.upstream.is_tls() => {
+                        // The proxy's own TLS connection, so that the daemon is reached one
+                        // way (and bollard needs no TLS stack of its own).
+                        bollard::Docker::connect_with_custom_transport(
+                            tls_transport(self.upstream.clone(), hp.clone()),
+                            Some(format!("https://{hp}")),
+                            120,
+                            bollard::API_DEFAULT_VERSION,
+                        )?
+                    }
                     DockerAddr::Tcp(hp) => bollard::Docker::connect_with_http(
                         &format!("http://{hp}"),
                         120,
@@ -176,6 +186,43 @@ impl DockerClient {
             })
             .await
             .cloned()
+    }
+}
+
+type TransportFuture = futures_util::future::BoxFuture<
+    'static,
+    Result<hyper::Response<hyper::body::Incoming>, bollard::errors::Error>,
+>;
+
+/// bollard hands a custom transport absolute URIs; on our own connection the request goes in
+/// origin form with the daemon's address as `Host`, as an HTTP client would send it.
+fn tls_transport(
+    upstream: crate::proxy::upstream::Upstream,
+    hostport: String,
+) -> impl Fn(bollard::BollardRequest) -> TransportFuture + Send + Sync {
+    move |mut req: bollard::BollardRequest| {
+        let upstream = upstream.clone();
+        let hostport = hostport.clone();
+        Box::pin(async move {
+            let origin = req
+                .uri()
+                .path_and_query()
+                .map_or("/", |pq| pq.as_str())
+                .parse::<hyper::Uri>()
+                .map_err(|e| bollard::errors::Error::IOError {
+                    err: std::io::Error::new(std::io::ErrorKind::InvalidInput, e),
+                })?;
+            *req.uri_mut() = origin;
+            if let Ok(host) = hyper::header::HeaderValue::from_str(&hostport) {
+                req.headers_mut().insert(hyper::header::HOST, host);
+            }
+            upstream
+                .send(req)
+                .await
+                .map_err(|e| bollard::errors::Error::IOError {
+                    err: std::io::Error::other(e.message),
+                })
+        })
     }
 }
 
