@@ -132,11 +132,22 @@ async fn run(cmd: Command) -> anyhow::Result<()> {
         Command::LaunchProxy { flags } => launch_proxy(flags).await,
         Command::StopProxy => stop(PROXY, "Proxy is not running.").await,
         Command::ProxyEnv => {
-            println!("export DOCKER_HOST={}", proxy_addr().await?);
+            let (addr, tls) = proxy_addr().await?;
+            println!("export DOCKER_HOST={addr}");
+            match tls {
+                ClientTls::Verify => println!("export DOCKER_TLS_VERIFY=1"),
+                ClientTls::Encrypt => println!("export DOCKER_TLS=1"),
+                ClientTls::Off => {}
+            }
             Ok(())
         }
         Command::ProxyConfig => {
-            println!("-H={}", proxy_addr().await?);
+            let (addr, tls) = proxy_addr().await?;
+            match tls {
+                ClientTls::Verify => println!("--tlsverify -H={addr}"),
+                ClientTls::Encrypt => println!("--tls -H={addr}"),
+                ClientTls::Off => println!("-H={addr}"),
+            }
             Ok(())
         }
         Command::Status => status().await,
@@ -305,30 +316,19 @@ async fn launch_proxy(flags: Vec<String>) -> anyhow::Result<()> {
     check_image(&d).await?;
     check_not_running(&d, PROXY, "weave stop-proxy").await?;
     let mut binds = vec![format!("{WEAVEWAIT_VOLUME}:/w")];
-    let mut args = Vec::new();
-    // TLS files live on the host: each is mounted read-only where the proxy reads it.
-    let mut it = flags.into_iter();
-    while let Some(flag) = it.next() {
-        let (name, value) = match flag.split_once('=') {
-            Some((n, v)) => (n.to_string(), Some(v.to_string())),
-            None => (flag.clone(), None),
-        };
-        if let Some(file) = ["--tlscacert", "--tlscert", "--tlskey"]
-            .iter()
-            .find(|f| **f == name)
-        {
-            let value = match value {
-                Some(v) => v,
-                None => it
-                    .next()
-                    .ok_or_else(|| anyhow::anyhow!("{name} needs a file"))?,
-            };
-            let inside = format!("/tls/{}.pem", file.trim_start_matches("--tls"));
-            binds.push(format!("{value}:{inside}:ro"));
-            args.push(format!("{name}={inside}"));
-        } else {
-            args.push(flag);
-        }
+    let default_dir = weaveproxy::tls::default_dir(
+        std::env::var("DOCKER_CERT_PATH").ok().as_deref(),
+        std::env::var("HOME").ok().as_deref(),
+    );
+    let (args, files) = tls_files(flags, &default_dir).map_err(anyhow::Error::msg)?;
+    // TLS files live on the host: each is mounted read-only where the proxy reads it. A missing
+    // one must stop us here, or docker would make an empty directory of that name.
+    for (flag, host, inside) in files {
+        let host = std::fs::canonicalize(&host)
+            .ok()
+            .filter(|p| p.is_file())
+            .ok_or_else(|| anyhow::anyhow!("{flag} {}: no such file", host.display()))?;
+        binds.push(format!("{}:{inside}:ro", host.display()));
     }
     let addrs = listen_addrs(&args);
     let id = run_service(&d, PROXY, &["/weaveproxy"], args, binds).await?;
@@ -339,6 +339,87 @@ async fn launch_proxy(flags: Vec<String>) -> anyhow::Result<()> {
     .await?;
     println!("{id}");
     Ok(())
+}
+
+/// The proxy's TLS file flags, and where each file is mounted in its container.
+const TLS_FILE_FLAGS: &[(&str, &str)] = &[
+    ("--tlscacert", "/tls/ca.pem"),
+    ("--tlscert", "/tls/cert.pem"),
+    ("--tlskey", "/tls/key.pem"),
+    ("--docker-tlscacert", "/tls/docker-ca.pem"),
+    ("--docker-tlscert", "/tls/docker-cert.pem"),
+    ("--docker-tlskey", "/tls/docker-key.pem"),
+];
+
+/// (flag, file on the host, path in the proxy's container).
+type TlsMount = (&'static str, std::path::PathBuf, &'static str);
+
+/// Rewrites the proxy's flags so that it reads its TLS files from read-only mounts: each file
+/// flag (`--x v` or `--x=v`) points inside the container, and a file left to its default is
+/// taken from the host's default place (`DOCKER_CERT_PATH`, else `~/.docker`) as the proxy
+/// would on the host. Returns the flags and (flag, host file, path inside) to mount.
+fn tls_files(
+    flags: Vec<String>,
+    default_dir: &std::path::Path,
+) -> Result<(Vec<String>, Vec<TlsMount>), String> {
+    let mut args = Vec::new();
+    let mut files = Vec::new();
+    let mut it = flags.into_iter();
+    while let Some(flag) = it.next() {
+        let (name, value) = match flag.split_once('=') {
+            Some((n, v)) => (n, Some(v.to_string())),
+            None => (flag.as_str(), None),
+        };
+        let Some((name, inside)) = TLS_FILE_FLAGS.iter().find(|(f, _)| *f == name).copied() else {
+            args.push(flag);
+            continue;
+        };
+        let value = match value {
+            Some(v) => v,
+            None => it.next().ok_or_else(|| format!("{name} needs a file"))?,
+        };
+        files.retain(|(f, _, _)| *f != name);
+        files.push((name, std::path::PathBuf::from(value), inside));
+        args.retain(|a: &String| !a.starts_with(&format!("{name}=")));
+        args.push(format!("{name}={inside}"));
+    }
+    let verify = flag_on(&args, "--tlsverify");
+    let defaults: &[(&str, bool)] = &[
+        ("--tlscacert", verify),
+        ("--tlscert", verify || flag_on(&args, "--tls")),
+        ("--tlskey", verify || flag_on(&args, "--tls")),
+        ("--docker-tlscacert", flag_on(&args, "--docker-tlsverify")),
+        ("--docker-tlscert", flag_on(&args, "--docker-tlsverify")),
+        ("--docker-tlskey", flag_on(&args, "--docker-tlsverify")),
+    ];
+    for (name, needed) in defaults {
+        if !needed || files.iter().any(|(f, _, _)| f == name) {
+            continue;
+        }
+        let Some((name, inside)) = TLS_FILE_FLAGS.iter().find(|(f, _)| f == name).copied() else {
+            continue;
+        };
+        let file = inside.rsplit('/').next().unwrap_or(inside);
+        let file = file.strip_prefix("docker-").unwrap_or(file);
+        files.push((name, default_dir.join(file), inside));
+        args.push(format!("{name}={inside}"));
+    }
+    Ok((args, files))
+}
+
+/// Whether a boolean flag of the proxy is on in `args`: `--x`, `--x=true` or `--x true`; the
+/// last one wins, as with the proxy's own parser.
+fn flag_on(args: &[String], name: &str) -> bool {
+    let mut on = false;
+    let mut it = args.iter().peekable();
+    while let Some(a) = it.next() {
+        if a == name {
+            on = it.peek().map(|v| v.as_str()) != Some("false");
+        } else if let Some(v) = a.strip_prefix(name).and_then(|r| r.strip_prefix('=')) {
+            on = v == "true";
+        }
+    }
+    on
 }
 
 fn listening(addr: &str) -> bool {
@@ -400,19 +481,44 @@ async fn proxy_args(d: &Docker) -> anyhow::Result<Vec<String>> {
     }
 }
 
-/// The first tcp listen address (else the first one), as a client reaches it.
-async fn proxy_addr() -> anyhow::Result<String> {
+/// What a docker client needs to talk to the proxy's tcp listener.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum ClientTls {
+    Off,
+    /// `--tls`: encrypted, no client certificate asked for.
+    Encrypt,
+    /// `--tlsverify`: the client presents its certificate and checks the proxy's.
+    Verify,
+}
+
+fn client_tls(args: &[String], addr: &str) -> ClientTls {
+    if !addr.starts_with("tcp://") {
+        ClientTls::Off
+    } else if flag_on(args, "--tlsverify") {
+        ClientTls::Verify
+    } else if flag_on(args, "--tls") {
+        ClientTls::Encrypt
+    } else {
+        ClientTls::Off
+    }
+}
+
+/// The first tcp listen address (else the first one), as a client reaches it, and the TLS the
+/// client must use there.
+async fn proxy_addr() -> anyhow::Result<(String, ClientTls)> {
     let d = docker()?;
-    let addrs = listen_addrs(&proxy_args(&d).await?);
+    let args = proxy_args(&d).await?;
+    let addrs = listen_addrs(&args);
     let addr = addrs
         .iter()
         .find(|a| a.starts_with("tcp://"))
         .or(addrs.first())
         .cloned()
         .unwrap_or_default();
-    Ok(client_addr(
-        &addr,
-        std::env::var("DOCKER_HOST").ok().as_deref(),
+    let tls = client_tls(&args, &addr);
+    Ok((
+        client_addr(&addr, std::env::var("DOCKER_HOST").ok().as_deref()),
+        tls,
     ))
 }
 
@@ -539,6 +645,105 @@ mod tests {
                 "-H/y.sock"
             ])),
             s(&["tcp://127.0.0.1:9999", "unix:///x.sock", "unix:///y.sock"])
+        );
+    }
+
+    #[test]
+    fn tls_files_become_read_only_mounts() {
+        let dir = std::path::Path::new("/home/u/.docker");
+        let (args, files) = tls_files(
+            s(&[
+                "--tlsverify",
+                "--tlscacert=/tls/ca.pem",
+                "--tlscert",
+                "/h/server-cert.pem",
+                "-H",
+                "tcp://0.0.0.0:12375",
+            ]),
+            dir,
+        )
+        .unwrap();
+        assert_eq!(
+            args,
+            s(&[
+                "--tlsverify",
+                "--tlscacert=/tls/ca.pem",
+                "--tlscert=/tls/cert.pem",
+                "-H",
+                "tcp://0.0.0.0:12375",
+                "--tlskey=/tls/key.pem"
+            ])
+        );
+        let files: Vec<_> = files
+            .iter()
+            .map(|(f, h, i)| (*f, h.display().to_string(), *i))
+            .collect();
+        assert_eq!(
+            files,
+            vec![
+                ("--tlscacert", "/tls/ca.pem".to_string(), "/tls/ca.pem"),
+                (
+                    "--tlscert",
+                    "/h/server-cert.pem".to_string(),
+                    "/tls/cert.pem"
+                ),
+                (
+                    "--tlskey",
+                    "/home/u/.docker/key.pem".to_string(),
+                    "/tls/key.pem"
+                ),
+            ]
+        );
+
+        let (args, files) = tls_files(
+            s(&[
+                "-D",
+                "tcp://h:2376",
+                "--docker-tlsverify",
+                "--docker-tlskey=/k.pem",
+            ]),
+            dir,
+        )
+        .unwrap();
+        assert_eq!(
+            args,
+            s(&[
+                "-D",
+                "tcp://h:2376",
+                "--docker-tlsverify",
+                "--docker-tlskey=/tls/docker-key.pem",
+                "--docker-tlscacert=/tls/docker-ca.pem",
+                "--docker-tlscert=/tls/docker-cert.pem"
+            ])
+        );
+        assert_eq!(files[1].1, dir.join("ca.pem"));
+
+        let (args, files) = tls_files(s(&["--with-ipam"]), dir).unwrap();
+        assert_eq!((args, files.len()), (s(&["--with-ipam"]), 0));
+        let (_, files) = tls_files(s(&["--tls"]), dir).unwrap();
+        assert_eq!(files.len(), 2, "--tls needs no CA");
+        assert!(tls_files(s(&["--tlskey"]), dir).is_err());
+    }
+
+    #[test]
+    fn boolean_flags_and_client_tls() {
+        assert!(flag_on(&s(&["--tlsverify"]), "--tlsverify"));
+        assert!(flag_on(&s(&["--tlsverify", "-H", "x"]), "--tlsverify"));
+        assert!(!flag_on(&s(&["--tlsverify", "false"]), "--tlsverify"));
+        assert!(!flag_on(
+            &s(&["--tlsverify", "--tlsverify=false"]),
+            "--tlsverify"
+        ));
+        assert!(flag_on(&s(&["--tlsverify=true"]), "--tlsverify"));
+        assert!(!flag_on(&s(&["--tlsverifyx"]), "--tlsverify"));
+        assert!(!flag_on(&s(&["--tls"]), "--tlsverify"));
+        let tcp = "tcp://0.0.0.0:12375";
+        assert_eq!(client_tls(&s(&["--tlsverify"]), tcp), ClientTls::Verify);
+        assert_eq!(client_tls(&s(&["--tls"]), tcp), ClientTls::Encrypt);
+        assert_eq!(client_tls(&s(&[]), tcp), ClientTls::Off);
+        assert_eq!(
+            client_tls(&s(&["--tlsverify"]), "unix:///x"),
+            ClientTls::Off
         );
     }
 
