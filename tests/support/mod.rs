@@ -66,7 +66,10 @@ pub fn image() -> &'static str {
             .stdin(tar.stdout.take().expect("tar stdout"))
             .output()
             .expect("docker import");
-        assert!(tar.wait().expect("tar").success(), "tar of the rootfs failed");
+        assert!(
+            tar.wait().expect("tar").success(),
+            "tar of the rootfs failed"
+        );
         assert!(
             out.status.success(),
             "docker import: {}",
@@ -141,12 +144,17 @@ pub fn docker(host: &str, args: &[&str]) -> Out {
 }
 
 pub fn docker_stdin(host: &str, args: &[&str], input: &[u8]) -> Out {
-    let mut child = docker_cmd(host, args)
+    output_with_stdin(docker_cmd(host, args), input)
+}
+
+/// Runs `cmd` with `input` on its stdin, closed at its end.
+pub fn output_with_stdin(mut cmd: Command, input: &[u8]) -> Out {
+    let mut child = cmd
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
-        .expect("run docker");
+        .expect("run a command");
     let mut stdin = child.stdin.take().unwrap();
     let input = input.to_vec();
     let writer = std::thread::spawn(move || {
@@ -219,6 +227,7 @@ impl Drop for Cleanup {
 pub struct ProxyProc {
     child: Option<Child>,
     args: Vec<String>,
+    env: Vec<(String, String)>,
     /// A bridge of this proxy's own, so that tests never share (or break) one.
     pub bridge: String,
     pub tcp: String,
@@ -241,6 +250,11 @@ impl ProxyProc {
     }
 
     pub fn start_with(extra: &[&str], wait: bool) -> ProxyProc {
+        ProxyProc::start_env(extra, &[], wait)
+    }
+
+    /// `env`: variables the proxy gets on top of the test's environment.
+    pub fn start_env(extra: &[&str], env: &[(&str, &str)], wait: bool) -> ProxyProc {
         require_docker();
         let dir = tempfile::tempdir().unwrap();
         let port = free_port();
@@ -267,10 +281,15 @@ impl ProxyProc {
             "stderr".into(),
         ];
         args.extend(extra.iter().map(|s| s.to_string()));
-        let child = spawn_proxy(&args, &log);
+        let env: Vec<(String, String)> = env
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        let child = spawn_proxy(&args, &env, &log);
         let p = ProxyProc {
             child: Some(child),
             args,
+            env,
             bridge,
             tcp,
             unix,
@@ -286,7 +305,7 @@ impl ProxyProc {
     /// Starts a terminated proxy again with the same settings.
     pub fn restart_stopped(&mut self) {
         assert!(self.child.is_none(), "terminate() first");
-        self.child = Some(spawn_proxy(&self.args, &self.log));
+        self.child = Some(spawn_proxy(&self.args, &self.env, &self.log));
         self.wait_listening();
     }
 
@@ -373,8 +392,10 @@ pub fn remove_bridge(bridge: &str) {
     }
 }
 
-fn spawn_proxy(args: &[String], log: &Path) -> Child {
+fn spawn_proxy(args: &[String], env: &[(String, String)], log: &Path) -> Child {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_weaveproxy"));
+    // The TLS defaults come from here; a test names them when it wants them.
+    cmd.env_remove("DOCKER_CERT_PATH");
     cmd.args(args)
         .stdin(Stdio::null())
         .stdout(Stdio::null())
@@ -390,6 +411,7 @@ fn spawn_proxy(args: &[String], log: &Path) -> Child {
             cmd.env_remove(k);
         }
     }
+    cmd.envs(env.iter().map(|(k, v)| (k, v)));
     cmd.spawn().expect("start weaveproxy")
 }
 
