@@ -275,11 +275,13 @@ impl ProxyProc {
             ww.display().to_string(),
             "--bridge".into(),
             bridge.clone(),
-            "--log-level".into(),
-            "debug".into(),
             "--log-target".into(),
             "stderr".into(),
         ];
+        // Tests read the debug log; a benchmark may ask for less.
+        if !extra.contains(&"--log-level") {
+            args.extend(["--log-level".into(), "debug".into()]);
+        }
         args.extend(extra.iter().map(|s| s.to_string()));
         let env: Vec<(String, String)> = env
             .iter()
