@@ -8,7 +8,7 @@ use std::collections::HashSet;
 use std::net::Ipv4Addr;
 use std::process::Command;
 
-use support::{Cleanup, DIRECT, Out, Services, docker, ok};
+use support::{Cleanup, DIRECT, Out, Services, docker, ethwe_v4, in_subnet, ok};
 
 /// `export DOCKER_HOST=...` → the address.
 fn docker_host_from_proxy_env(s: &Services) -> String {
@@ -18,21 +18,6 @@ fn docker_host_from_proxy_env(s: &Services) -> String {
         .strip_prefix("export DOCKER_HOST=")
         .unwrap_or_else(|| panic!("proxy-env printed {env:?}"));
     host.to_string()
-}
-
-fn ethwe_v4(out: &str) -> Vec<(Ipv4Addr, u8)> {
-    out.split_whitespace()
-        .skip_while(|w| *w != "inet")
-        .filter_map(|w| {
-            let (ip, len) = w.split_once('/')?;
-            Some((ip.parse().ok()?, len.parse().ok()?))
-        })
-        .collect()
-}
-
-fn in_subnet(ip: Ipv4Addr, net: Ipv4Addr, len: u8) -> bool {
-    let mask = u32::MAX << (32 - u32::from(len));
-    u32::from(ip) & mask == u32::from(net) & mask
 }
 
 #[test]

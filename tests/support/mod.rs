@@ -66,7 +66,10 @@ pub fn image() -> &'static str {
             .stdin(tar.stdout.take().expect("tar stdout"))
             .output()
             .expect("docker import");
-        assert!(tar.wait().expect("tar").success(), "tar of the rootfs failed");
+        assert!(
+            tar.wait().expect("tar").success(),
+            "tar of the rootfs failed"
+        );
         assert!(
             out.status.success(),
             "docker import: {}",
@@ -221,6 +224,8 @@ pub struct ProxyProc {
     args: Vec<String>,
     /// A bridge of this proxy's own, so that tests never share (or break) one.
     pub bridge: String,
+    /// False for a proxy that shares another's bridge: the owner removes it.
+    owns_bridge: bool,
     pub tcp: String,
     pub unix: PathBuf,
     pub log: PathBuf,
@@ -241,13 +246,23 @@ impl ProxyProc {
     }
 
     pub fn start_with(extra: &[&str], wait: bool) -> ProxyProc {
+        ProxyProc::start_on(extra, wait, None)
+    }
+
+    /// A second proxy on `other`'s bridge (two hosts' proxies on one weave network).
+    pub fn start_sharing(extra: &[&str], other: &ProxyProc) -> ProxyProc {
+        ProxyProc::start_on(extra, true, Some(other.bridge.clone()))
+    }
+
+    fn start_on(extra: &[&str], wait: bool, shared_bridge: Option<String>) -> ProxyProc {
         require_docker();
         let dir = tempfile::tempdir().unwrap();
         let port = free_port();
         let tcp = format!("tcp://127.0.0.1:{port}");
         let unix = dir.path().join("proxy.sock");
         let log = dir.path().join("proxy.log");
-        let bridge = bridge_name();
+        let owns_bridge = shared_bridge.is_none();
+        let bridge = shared_bridge.unwrap_or_else(bridge_name);
         // A weavewait of this proxy's own: a proxy attaches only containers that it prepared,
         // and tests run many proxies against one daemon.
         let ww = dir.path().join("weavewait");
@@ -272,6 +287,7 @@ impl ProxyProc {
             child: Some(child),
             args,
             bridge,
+            owns_bridge,
             tcp,
             unix,
             log,
@@ -352,7 +368,9 @@ impl Drop for ProxyProc {
             let _ = child.kill();
             let _ = child.wait();
         }
-        remove_bridge(&self.bridge);
+        if self.owns_bridge {
+            remove_bridge(&self.bridge);
+        }
     }
 }
 
@@ -672,4 +690,107 @@ impl Drop for Services {
         self.remove_services();
         let _ = docker(DIRECT, &["rmi", "-f", &self.image]);
     }
+}
+
+/// Our network service (`weave launch`'s IPAM) as a process of the test's own: its own port,
+/// data directory and bridge (a proxy's), so tests never share one. Stopped on drop.
+pub struct NetworkService {
+    child: Option<Child>,
+    args: Vec<String>,
+    pub port: u16,
+    pub log: PathBuf,
+    _dir: tempfile::TempDir,
+}
+
+impl NetworkService {
+    pub fn start(bridge: &str, range: &str) -> NetworkService {
+        NetworkService::start_on(free_port(), bridge, range)
+    }
+
+    /// On a given port: a proxy started earlier may already point at it.
+    pub fn start_on(port: u16, bridge: &str, range: &str) -> NetworkService {
+        require_docker();
+        let dir = tempfile::tempdir().unwrap();
+        let log = dir.path().join("network.log");
+        let args: Vec<String> = [
+            "weave",
+            "serve-network",
+            "--ipalloc-range",
+            range,
+            "--http-addr",
+            &format!("127.0.0.1:{port}"),
+            "--data-dir",
+            &dir.path().join("db").display().to_string(),
+            "--bridge",
+            bridge,
+        ]
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
+        let mut s = NetworkService {
+            child: None,
+            args,
+            port,
+            log,
+            _dir: dir,
+        };
+        s.restart();
+        s
+    }
+
+    /// The `--weave-api` value for a proxy.
+    pub fn api(&self) -> String {
+        format!("http://127.0.0.1:{}", self.port)
+    }
+
+    /// Kills it without a chance to clean up, as a crash would.
+    pub fn kill(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    /// Starts it (again, with the same data directory) and waits until it answers.
+    pub fn restart(&mut self) {
+        assert!(self.child.is_none(), "kill() first");
+        self.child = Some(spawn_proxy(&self.args, &self.log));
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while std::net::TcpStream::connect(("127.0.0.1", self.port)).is_err() {
+            assert!(
+                Instant::now() < deadline,
+                "network service did not listen; log:\n{}",
+                std::fs::read_to_string(&self.log).unwrap_or_default()
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+}
+
+impl Drop for NetworkService {
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            eprintln!(
+                "---- network service log:\n{}",
+                std::fs::read_to_string(&self.log).unwrap_or_default()
+            );
+        }
+        self.kill();
+    }
+}
+
+/// The IPv4 addresses in `ip -4 addr show` output, as (address, prefix length).
+pub fn ethwe_v4(out: &str) -> Vec<(std::net::Ipv4Addr, u8)> {
+    out.split_whitespace()
+        .skip_while(|w| *w != "inet")
+        .filter_map(|w| {
+            let (ip, len) = w.split_once('/')?;
+            Some((ip.parse().ok()?, len.parse().ok()?))
+        })
+        .collect()
+}
+
+pub fn in_subnet(ip: std::net::Ipv4Addr, net: std::net::Ipv4Addr, len: u8) -> bool {
+    let mask = u32::MAX.checked_shl(32 - u32::from(len)).unwrap_or(0);
+    u32::from(ip) & mask == u32::from(net) & mask
 }
