@@ -91,6 +91,34 @@ fn launch_proxy_then_seed_usage_through_proxy_env() {
         "{out}"
     );
 
+    // A legacy start that moves the container to the host's network (W-03): the proxy in its
+    // container hands over the weavewait that does not wait, from the volume's host path.
+    let legacy = cleanup.container("legacy");
+    ok(docker(
+        &host,
+        &[
+            "create",
+            "--name",
+            &legacy,
+            "-e",
+            "WEAVE_CIDR=10.2.1.3/24",
+            img,
+            "sh",
+            "-c",
+            "test ! -e /sys/class/net/ethwe",
+        ],
+    ));
+    let body = r#"{"HostConfig":{"NetworkMode":"host"}}"#;
+    let mut raw = support::Raw::tcp(host.trim_start_matches("tcp://"));
+    raw.send(format!("POST /v1.20/containers/{legacy}/start HTTP/1.1\r\nHost: docker\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}", body.len()).as_bytes());
+    let (head, resp) = raw.read_response();
+    assert!(
+        head.starts_with("HTTP/1.1 204"),
+        "{head}{}",
+        String::from_utf8_lossy(&resp)
+    );
+    assert_eq!(ok(docker(DIRECT, &["wait", &legacy])).trim(), "0");
+
     // Per-command form, and an ordinary command through the proxy.
     let cfg = ok(s.weave(&["proxy-config"]));
     let ps = Command::new("docker")

@@ -794,3 +794,22 @@ pub fn in_subnet(ip: std::net::Ipv4Addr, net: std::net::Ipv4Addr, len: u8) -> bo
     let mask = u32::MAX.checked_shl(32 - u32::from(len)).unwrap_or(0);
     u32::from(ip) & mask == u32::from(net) & mask
 }
+
+/// `docker inspect -f FORMAT NAME`, trimmed.
+pub fn inspect(name: &str, format: &str) -> String {
+    ok(docker(DIRECT, &["inspect", "-f", format, name]))
+        .trim()
+        .to_string()
+}
+
+/// Polls `f` for up to 30 s.
+pub fn wait_until(what: &str, mut f: impl FnMut() -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while Instant::now() < deadline {
+        if f() {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    panic!("timed out waiting for {what}");
+}
