@@ -18,6 +18,7 @@ pub const PREFIX: &str = "wpt-";
 pub fn require_docker() {
     static CHECKED: OnceLock<()> = OnceLock::new();
     CHECKED.get_or_init(|| {
+        daemon_lock(nix::fcntl::FlockArg::LockShared);
         let ok = Command::new("docker")
             .args(["-H", DIRECT, "version", "--format", "{{.Server.Version}}"])
             .output()
@@ -39,72 +40,25 @@ pub fn unique(name: &str) -> String {
     )
 }
 
-/// The busybox test image, made from Debian's static busybox with `docker import` (no registry
-/// is reachable). Idempotent.
+/// The busybox test image, made from Debian's static busybox with `docker import` by
+/// scripts/busybox-image (no registry is reachable). Idempotent.
 pub fn image() -> &'static str {
     static IMG: OnceLock<()> = OnceLock::new();
     IMG.get_or_init(|| {
         require_docker();
-        if docker(DIRECT, &["image", "inspect", IMAGE]).code == 0 {
-            return;
-        }
-        let dir = tempfile::tempdir().expect("tempdir");
-        make_rootfs(dir.path());
-        let mut tar = Command::new("tar")
-            .args(["-C"])
-            .arg(dir.path())
-            .args(["-c", "."])
-            .stdout(Stdio::piped())
-            .spawn()
-            .expect("tar");
-        let out = Command::new("docker")
-            .args(["-H", DIRECT, "import"])
-            .args(["--change", "ENV PATH=/usr/sbin:/usr/bin:/sbin:/bin"])
-            .args(["--change", "LABEL weaveproxy.test=1"])
-            .args(["--change", "CMD [\"sh\"]"])
-            .args(["-", IMAGE])
-            .stdin(tar.stdout.take().expect("tar stdout"))
+        let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("scripts/busybox-image");
+        let out = Command::new(script)
+            .args([IMAGE, "LABEL weaveproxy.test=1"])
+            .env("DOCKER_HOST", DIRECT)
             .output()
-            .expect("docker import");
-        assert!(
-            tar.wait().expect("tar").success(),
-            "tar of the rootfs failed"
-        );
+            .expect("scripts/busybox-image");
         assert!(
             out.status.success(),
-            "docker import: {}",
+            "scripts/busybox-image: {}",
             String::from_utf8_lossy(&out.stderr)
         );
     });
     IMAGE
-}
-
-fn make_rootfs(root: &Path) {
-    let busybox = Path::new("/bin/busybox");
-    assert!(
-        busybox.exists(),
-        "/bin/busybox missing: install Debian's busybox-static (scripts/ensure-docker does)"
-    );
-    for d in [
-        "bin", "etc", "tmp", "proc", "sys", "dev", "root", "usr/bin", "sbin",
-    ] {
-        std::fs::create_dir_all(root.join(d)).unwrap();
-    }
-    std::fs::copy(busybox, root.join("bin/busybox")).unwrap();
-    let list = Command::new(busybox).arg("--list").output().unwrap();
-    for applet in String::from_utf8_lossy(&list.stdout).lines() {
-        // A link named busybox would point the binary at itself.
-        if applet.is_empty() || applet == "busybox" {
-            continue;
-        }
-        let _ = std::os::unix::fs::symlink("busybox", root.join("bin").join(applet));
-    }
-    std::fs::write(
-        root.join("etc/passwd"),
-        "root:x:0:0:root:/root:/bin/sh\nnobody:x:65534:65534:nobody:/:/bin/false\n",
-    )
-    .unwrap();
-    std::fs::write(root.join("etc/group"), "root:x:0:\nnogroup:x:65534:\n").unwrap();
 }
 
 #[derive(Debug, Clone)]
@@ -281,6 +235,14 @@ impl ProxyProc {
             "--log-target".into(),
             "stderr".into(),
         ];
+        if !extra.contains(&"--weave-api") {
+            // Not the machine's network service on the default port, which a test of the front
+            // end may be running: a closed port, so claims need no allocator.
+            args.extend([
+                "--weave-api".into(),
+                format!("http://127.0.0.1:{}", free_port()),
+            ]);
+        }
         args.extend(extra.iter().map(|s| s.to_string()));
         let child = spawn_proxy(&args, &log);
         let p = ProxyProc {
@@ -812,4 +774,63 @@ pub fn wait_until(what: &str, mut f: impl FnMut() -> bool) {
         std::thread::sleep(Duration::from_millis(100));
     }
     panic!("timed out waiting for {what}");
+}
+
+/// Every test process holds this lock shared while it uses the daemon; the test that restarts
+/// the daemon holds it exclusively, so it never pulls the daemon from under another test run
+/// on this machine. Held until the process exits.
+fn daemon_lock(how: nix::fcntl::FlockArg) {
+    static LOCK: OnceLock<nix::fcntl::Flock<std::fs::File>> = OnceLock::new();
+    LOCK.get_or_init(|| {
+        let file = std::fs::OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open("/tmp/weaveproxy-tests-daemon.lock")
+            .expect("open the daemon lock file");
+        nix::fcntl::Flock::lock(file, how)
+            .map_err(|(_, e)| e)
+            .expect("lock the daemon lock file")
+    });
+}
+
+/// For the one test that restarts the daemon: waits until no other test process uses it.
+/// Must come before anything that calls `require_docker`.
+pub fn exclusive_daemon() {
+    daemon_lock(nix::fcntl::FlockArg::LockExclusive);
+}
+
+/// Stops the Docker daemon and starts it again the way scripts/ensure-docker does (or through
+/// systemd where it runs the daemon). Containers with a restart policy come back with it.
+pub fn restart_daemon() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let systemd = Path::new("/run/systemd/system").exists()
+        && Command::new("systemctl")
+            .args(["is-active", "--quiet", "docker"])
+            .status()
+            .is_ok_and(|s| s.success());
+    if systemd {
+        let st = Command::new("systemctl")
+            .args(["restart", "docker"])
+            .status()
+            .expect("systemctl");
+        assert!(st.success(), "systemctl restart docker failed");
+        return;
+    }
+    let pid = std::fs::read_to_string("/var/run/docker.pid").expect("/var/run/docker.pid");
+    let pid = pid.trim().to_string();
+    let st = Command::new("kill").args(["-TERM", &pid]).status().unwrap();
+    assert!(st.success(), "kill dockerd {pid}");
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while Path::new(&format!("/proc/{pid}")).exists() {
+        assert!(Instant::now() < deadline, "dockerd {pid} did not stop");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let st = Command::new(root.join("scripts/ensure-docker"))
+        .status()
+        .expect("scripts/ensure-docker");
+    assert!(
+        st.success(),
+        "scripts/ensure-docker could not start the daemon again"
+    );
 }
