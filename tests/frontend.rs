@@ -8,7 +8,7 @@ use std::collections::HashSet;
 use std::net::Ipv4Addr;
 use std::process::Command;
 
-use support::{Cleanup, DIRECT, Out, Services, docker, ok};
+use support::{Cleanup, DIRECT, Out, Services, docker, ethwe_v4, in_subnet, ok};
 
 /// `export DOCKER_HOST=...` → the address.
 fn docker_host_from_proxy_env(s: &Services) -> String {
@@ -18,21 +18,6 @@ fn docker_host_from_proxy_env(s: &Services) -> String {
         .strip_prefix("export DOCKER_HOST=")
         .unwrap_or_else(|| panic!("proxy-env printed {env:?}"));
     host.to_string()
-}
-
-fn ethwe_v4(out: &str) -> Vec<(Ipv4Addr, u8)> {
-    out.split_whitespace()
-        .skip_while(|w| *w != "inet")
-        .filter_map(|w| {
-            let (ip, len) = w.split_once('/')?;
-            Some((ip.parse().ok()?, len.parse().ok()?))
-        })
-        .collect()
-}
-
-fn in_subnet(ip: Ipv4Addr, net: Ipv4Addr, len: u8) -> bool {
-    let mask = u32::MAX << (32 - u32::from(len));
-    u32::from(ip) & mask == u32::from(net) & mask
 }
 
 #[test]
@@ -105,6 +90,34 @@ fn launch_proxy_then_seed_usage_through_proxy_env() {
         vec![("10.2.1.2".parse().unwrap(), 24)],
         "{out}"
     );
+
+    // A legacy start that moves the container to the host's network (W-03): the proxy in its
+    // container hands over the weavewait that does not wait, from the volume's host path.
+    let legacy = cleanup.container("legacy");
+    ok(docker(
+        &host,
+        &[
+            "create",
+            "--name",
+            &legacy,
+            "-e",
+            "WEAVE_CIDR=10.2.1.3/24",
+            img,
+            "sh",
+            "-c",
+            "test ! -e /sys/class/net/ethwe",
+        ],
+    ));
+    let body = r#"{"HostConfig":{"NetworkMode":"host"}}"#;
+    let mut raw = support::Raw::tcp(host.trim_start_matches("tcp://"));
+    raw.send(format!("POST /v1.20/containers/{legacy}/start HTTP/1.1\r\nHost: docker\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}", body.len()).as_bytes());
+    let (head, resp) = raw.read_response();
+    assert!(
+        head.starts_with("HTTP/1.1 204"),
+        "{head}{}",
+        String::from_utf8_lossy(&resp)
+    );
+    assert_eq!(ok(docker(DIRECT, &["wait", &legacy])).trim(), "0");
 
     // Per-command form, and an ordinary command through the proxy.
     let cfg = ok(s.weave(&["proxy-config"]));

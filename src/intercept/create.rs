@@ -157,10 +157,7 @@ impl CommandParts {
     /// The command Docker would run, as (entrypoint, cmd), following the daemon's own merge:
     /// with no request entrypoint, an empty Cmd takes the image's, and an absent (not empty)
     /// entrypoint takes the image's. `None` when there is nothing to run.
-    pub fn effective(
-        &self,
-        image: Option<ImageCommand>,
-    ) -> Option<(Vec<String>, Vec<String>)> {
+    pub fn effective(&self, image: Option<ImageCommand>) -> Option<(Vec<String>, Vec<String>)> {
         let (image_ep, image_cmd) = image.unwrap_or_default();
         let mut cmd = self.cmd.clone().unwrap_or_default();
         let entrypoint = match &self.entrypoint {
@@ -206,18 +203,7 @@ pub fn wrap(
         *host_config = json!({});
     }
     if let Value::Object(hc) = host_config {
-        let binds = hc.entry("Binds").or_insert_with(|| json!([]));
-        if !binds.is_array() {
-            *binds = json!([]);
-        }
-        if let Value::Array(list) = binds {
-            // Replace, never stack, a weavewait mount the request already has.
-            list.retain(|b| {
-                let target = b.as_str().and_then(|s| s.split(':').nth(1)).unwrap_or("");
-                target != "/w" && target != WEAVEWAIT
-            });
-            list.push(json!(bind));
-        }
+        super::set_weavewait_binds(hc, &[bind.to_string()]);
     }
 }
 

@@ -8,6 +8,8 @@ use std::collections::HashMap;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 
+use serde_json::Value;
+
 use crate::attach::Netlink;
 use crate::weave_cidr;
 
@@ -59,6 +61,30 @@ impl WeavewaitMount {
             WeavewaitMount::File(p) => format!("{}:{WEAVEWAIT}:ro", p.display()),
             WeavewaitMount::Volume(v) => format!("{v}:/w:ro"),
         }
+    }
+}
+
+/// The mount that tells weavewait not to wait: the container turned out (only at start, from a
+/// legacy start body) to share the host's or another container's network namespace. Any file
+/// will do; every daemon's host has this one. It sits outside `/w`, which may be a read-only
+/// volume; mounts from create survive such a start.
+pub const NOOP_BIND: &str = "/dev/null:/w-noop:ro";
+
+/// Puts `binds` into a HostConfig object in place of any mount of weavewait's it already has
+/// (never stacked), creating `Binds` as needed; every other bind is kept.
+pub fn set_weavewait_binds(host_config: &mut serde_json::Map<String, Value>, binds: &[String]) {
+    let list = host_config
+        .entry("Binds")
+        .or_insert_with(|| Value::Array(Vec::new()));
+    if !list.is_array() {
+        *list = Value::Array(Vec::new());
+    }
+    if let Value::Array(list) = list {
+        list.retain(|b| {
+            let target = b.as_str().and_then(|s| s.split(':').nth(1)).unwrap_or("");
+            target != "/w" && !target.starts_with("/w/") && target != "/w-noop"
+        });
+        list.extend(binds.iter().map(|b| Value::String(b.clone())));
     }
 }
 

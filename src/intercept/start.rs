@@ -1,6 +1,7 @@
 //! What happens when a container starts: `POST [/vX.Y]/containers/{id}/start` (and `restart`)
-//! is forwarded; once the daemon has started the container, and before the client hears so,
-//! the container is attached to the weave network:
+//! is forwarded (a legacy start body that replaces the HostConfig gets weavewait's mount back);
+//! once the daemon has started the container, and before the client hears so, the container is
+//! attached to the weave network:
 //!
 //! 1. inspect it; only containers the proxy prepared at create (entrypoint `/w/w`) that are
 //!    still attachable (WEAVE_CIDR, network mode) and running are touched;
@@ -13,12 +14,16 @@
 //! waiting) and the client gets the reason. The same attach runs for starts the proxy does not
 //! see (restart policies, `docker restart` elsewhere, a daemon restart), from the event stream.
 
-use hyper::{Request, Response, StatusCode};
+use bollard::models::ContainerInspectResponse;
+use http_body_util::{BodyExt, Limited};
+use hyper::{Request, Response, StatusCode, header};
+use serde_json::Value;
 
 use super::{WEAVEWAIT, Weave};
 use crate::attach::Attached;
-use crate::proxy::body::{ApiError, Body};
+use crate::proxy::body::{self, ApiError, Body};
 use crate::proxy::forward::{HijackSlot, forward};
+use crate::proxy::route;
 use crate::proxy::upstream::Upstream;
 use crate::router_api::RouterError;
 use crate::weave_cidr::{Cidr, Token};
@@ -29,6 +34,7 @@ pub async fn handle(
     req: Request<Body>,
     id: &str,
 ) -> Result<Response<Body>, ApiError> {
+    let req = legacy_host_config(weave, req, id).await?;
     let resp = forward(upstream, req, &HijackSlot::default()).await?;
     // 304 (already started), 404, 409...: nothing was started.
     if !resp.status().is_success() {
@@ -54,6 +60,104 @@ pub async fn handle(
             ))
         }
     }
+}
+
+/// API versions before 1.24 let a start carry a HostConfig, bare or as `{"HostConfig": ...}`,
+/// that replaces the create-time one, and with it weavewait's mount (W-03). For a container
+/// this proxy prepared, the mount goes back in: the waiting weavewait when the network mode is
+/// one we attach, the one that does not wait when the container turned out to share another
+/// namespace. Every other field is the client's.
+async fn legacy_host_config(
+    weave: &Weave,
+    req: Request<Body>,
+    id: &str,
+) -> Result<Request<Body>, ApiError> {
+    if !daemon_takes_start_body(req.uri().path(), req.headers()) {
+        return Ok(req);
+    }
+    let (mut parts, body) = req.into_parts();
+    let bytes = Limited::new(body, MAX_BODY)
+        .collect()
+        .await
+        .map_err(|e| ApiError::bad_request(format!("reading the start request: {e}")))?
+        .to_bytes();
+    // Not a JSON object: the daemon's own error is the right answer.
+    let Ok(Value::Object(mut start)) = serde_json::from_slice::<Value>(&bytes) else {
+        return Ok(Request::from_parts(parts, body::full(bytes)));
+    };
+    let docker = weave.docker.get().await.map_err(docker_error)?;
+    let info = match docker.inspect_container(id, None).await {
+        Ok(info) => info,
+        // The daemon answers an unknown container itself.
+        Err(_) => return Ok(Request::from_parts(parts, body::full(bytes))),
+    };
+    if !prepared_by(weave, &info) {
+        return Ok(Request::from_parts(parts, body::full(bytes)));
+    }
+    // The daemon reads the nested form when there is one.
+    let host_config = match start.get_mut("HostConfig") {
+        Some(Value::Object(nested)) => nested,
+        _ => &mut start,
+    };
+    let mode = host_config
+        .get("NetworkMode")
+        .and_then(Value::as_str)
+        .unwrap_or("");
+    let binds = match super::attachable_network_mode(mode) {
+        Ok(()) => vec![weave.weavewait.bind()],
+        Err(why) => {
+            tracing::info!(container = id, "not attaching at start: {why}");
+            vec![weave.weavewait.bind(), super::NOOP_BIND.to_string()]
+        }
+    };
+    super::set_weavewait_binds(host_config, &binds);
+    let rewritten = serde_json::to_vec(&start)
+        .map_err(|e| ApiError::internal(format!("weaveproxy: encoding the start request: {e}")))?;
+    // A stale length would make hyper truncate or abort the body.
+    parts.headers.remove(header::CONTENT_LENGTH);
+    parts.headers.remove(header::TRANSFER_ENCODING);
+    Ok(Request::from_parts(parts, body::full(rewritten)))
+}
+
+/// Start bodies are small JSON documents; anything near this is not one.
+const MAX_BODY: usize = 1024 * 1024;
+
+/// Whether the daemon will read this start request's body as a HostConfig: only API versions
+/// before 1.24 do (later ones refuse it), and only bodies of more than 7 bytes (`{}` and `null`
+/// are ignored).
+fn daemon_takes_start_body(path: &str, headers: &hyper::HeaderMap) -> bool {
+    if !path.ends_with("/start") || route::api_version(path).is_none_or(|v| v >= (1, 24)) {
+        return false;
+    }
+    match headers.get(header::CONTENT_LENGTH) {
+        Some(len) => len
+            .to_str()
+            .ok()
+            .and_then(|l| l.parse::<u64>().ok())
+            .is_some_and(|l| l > 7),
+        None => headers.contains_key(header::TRANSFER_ENCODING),
+    }
+}
+
+fn docker_error(e: bollard::errors::Error) -> ApiError {
+    ApiError::internal(format!("weaveproxy: docker daemon: {e}"))
+}
+
+/// Prepared at create by this proxy: weavewait in front, and this proxy's weavewait mounted
+/// (other proxies on the same daemon, or none, may have made it).
+fn prepared_by(weave: &Weave, info: &ContainerInspectResponse) -> bool {
+    let wrapped = info
+        .config
+        .as_ref()
+        .and_then(|c| c.entrypoint.as_ref())
+        .and_then(|e| e.first())
+        .is_some_and(|e| e == WEAVEWAIT);
+    let ours = info
+        .host_config
+        .as_ref()
+        .and_then(|h| h.binds.as_ref())
+        .is_some_and(|b| b.contains(&weave.weavewait.bind()));
+    wrapped && ours
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -109,21 +213,10 @@ pub async fn attach_container(weave: &Weave, id: &str) -> Result<Outcome, StartE
     let Some(info) = inspect(full_id.clone()).await? else {
         return Ok(Outcome::NotRunning);
     };
-    let config = info.config.unwrap_or_default();
-    let prepared = config
-        .entrypoint
-        .as_ref()
-        .and_then(|e| e.first())
-        .is_some_and(|e| e == WEAVEWAIT);
-    // Prepared by this proxy: other proxies on the same daemon (or none) may have made it.
-    let ours = info
-        .host_config
-        .as_ref()
-        .and_then(|h| h.binds.as_ref())
-        .is_some_and(|b| b.contains(&weave.weavewait.bind()));
-    if !prepared || !ours {
+    if !prepared_by(weave, &info) {
         return Ok(Outcome::NotOurs);
     }
+    let config = info.config.unwrap_or_default();
     let env = config.env.unwrap_or_default();
     let env: Vec<&str> = env.iter().map(String::as_str).collect();
     let mode = info

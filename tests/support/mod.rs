@@ -18,6 +18,7 @@ pub const PREFIX: &str = "wpt-";
 pub fn require_docker() {
     static CHECKED: OnceLock<()> = OnceLock::new();
     CHECKED.get_or_init(|| {
+        daemon_lock(nix::fcntl::FlockArg::LockShared);
         let ok = Command::new("docker")
             .args(["-H", DIRECT, "version", "--format", "{{.Server.Version}}"])
             .output()
@@ -39,72 +40,25 @@ pub fn unique(name: &str) -> String {
     )
 }
 
-/// The busybox test image, made from Debian's static busybox with `docker import` (no registry
-/// is reachable). Idempotent.
+/// The busybox test image, made from Debian's static busybox with `docker import` by
+/// scripts/busybox-image (no registry is reachable). Idempotent.
 pub fn image() -> &'static str {
     static IMG: OnceLock<()> = OnceLock::new();
     IMG.get_or_init(|| {
         require_docker();
-        if docker(DIRECT, &["image", "inspect", IMAGE]).code == 0 {
-            return;
-        }
-        let dir = tempfile::tempdir().expect("tempdir");
-        make_rootfs(dir.path());
-        let mut tar = Command::new("tar")
-            .args(["-C"])
-            .arg(dir.path())
-            .args(["-c", "."])
-            .stdout(Stdio::piped())
-            .spawn()
-            .expect("tar");
-        let out = Command::new("docker")
-            .args(["-H", DIRECT, "import"])
-            .args(["--change", "ENV PATH=/usr/sbin:/usr/bin:/sbin:/bin"])
-            .args(["--change", "LABEL weaveproxy.test=1"])
-            .args(["--change", "CMD [\"sh\"]"])
-            .args(["-", IMAGE])
-            .stdin(tar.stdout.take().expect("tar stdout"))
+        let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("scripts/busybox-image");
+        let out = Command::new(script)
+            .args([IMAGE, "LABEL weaveproxy.test=1"])
+            .env("DOCKER_HOST", DIRECT)
             .output()
-            .expect("docker import");
-        assert!(
-            tar.wait().expect("tar").success(),
-            "tar of the rootfs failed"
-        );
+            .expect("scripts/busybox-image");
         assert!(
             out.status.success(),
-            "docker import: {}",
+            "scripts/busybox-image: {}",
             String::from_utf8_lossy(&out.stderr)
         );
     });
     IMAGE
-}
-
-fn make_rootfs(root: &Path) {
-    let busybox = Path::new("/bin/busybox");
-    assert!(
-        busybox.exists(),
-        "/bin/busybox missing: install Debian's busybox-static (scripts/ensure-docker does)"
-    );
-    for d in [
-        "bin", "etc", "tmp", "proc", "sys", "dev", "root", "usr/bin", "sbin",
-    ] {
-        std::fs::create_dir_all(root.join(d)).unwrap();
-    }
-    std::fs::copy(busybox, root.join("bin/busybox")).unwrap();
-    let list = Command::new(busybox).arg("--list").output().unwrap();
-    for applet in String::from_utf8_lossy(&list.stdout).lines() {
-        // A link named busybox would point the binary at itself.
-        if applet.is_empty() || applet == "busybox" {
-            continue;
-        }
-        let _ = std::os::unix::fs::symlink("busybox", root.join("bin").join(applet));
-    }
-    std::fs::write(
-        root.join("etc/passwd"),
-        "root:x:0:0:root:/root:/bin/sh\nnobody:x:65534:65534:nobody:/:/bin/false\n",
-    )
-    .unwrap();
-    std::fs::write(root.join("etc/group"), "root:x:0:\nnogroup:x:65534:\n").unwrap();
 }
 
 #[derive(Debug, Clone)]
@@ -230,6 +184,8 @@ pub struct ProxyProc {
     env: Vec<(String, String)>,
     /// A bridge of this proxy's own, so that tests never share (or break) one.
     pub bridge: String,
+    /// False for a proxy that shares another's bridge: the owner removes it.
+    owns_bridge: bool,
     pub tcp: String,
     pub unix: PathBuf,
     pub log: PathBuf,
@@ -250,18 +206,33 @@ impl ProxyProc {
     }
 
     pub fn start_with(extra: &[&str], wait: bool) -> ProxyProc {
-        ProxyProc::start_env(extra, &[], wait)
+        ProxyProc::start_on(extra, &[], wait, None)
     }
 
     /// `env`: variables the proxy gets on top of the test's environment.
     pub fn start_env(extra: &[&str], env: &[(&str, &str)], wait: bool) -> ProxyProc {
+        ProxyProc::start_on(extra, env, wait, None)
+    }
+
+    /// A second proxy on `other`'s bridge (two hosts' proxies on one weave network).
+    pub fn start_sharing(extra: &[&str], other: &ProxyProc) -> ProxyProc {
+        ProxyProc::start_on(extra, &[], true, Some(other.bridge.clone()))
+    }
+
+    fn start_on(
+        extra: &[&str],
+        env: &[(&str, &str)],
+        wait: bool,
+        shared_bridge: Option<String>,
+    ) -> ProxyProc {
         require_docker();
         let dir = tempfile::tempdir().unwrap();
         let port = free_port();
         let tcp = format!("tcp://127.0.0.1:{port}");
         let unix = dir.path().join("proxy.sock");
         let log = dir.path().join("proxy.log");
-        let bridge = bridge_name();
+        let owns_bridge = shared_bridge.is_none();
+        let bridge = shared_bridge.unwrap_or_else(bridge_name);
         // A weavewait of this proxy's own: a proxy attaches only containers that it prepared,
         // and tests run many proxies against one daemon.
         let ww = dir.path().join("weavewait");
@@ -282,6 +253,14 @@ impl ProxyProc {
         if !extra.contains(&"--log-level") {
             args.extend(["--log-level".into(), "debug".into()]);
         }
+        if !extra.contains(&"--weave-api") {
+            // Not the machine's network service on the default port, which a test of the front
+            // end may be running: a closed port, so claims need no allocator.
+            args.extend([
+                "--weave-api".into(),
+                format!("http://127.0.0.1:{}", free_port()),
+            ]);
+        }
         args.extend(extra.iter().map(|s| s.to_string()));
         let env: Vec<(String, String)> = env
             .iter()
@@ -293,6 +272,7 @@ impl ProxyProc {
             args,
             env,
             bridge,
+            owns_bridge,
             tcp,
             unix,
             log,
@@ -373,7 +353,9 @@ impl Drop for ProxyProc {
             let _ = child.kill();
             let _ = child.wait();
         }
-        remove_bridge(&self.bridge);
+        if self.owns_bridge {
+            remove_bridge(&self.bridge);
+        }
     }
 }
 
@@ -696,4 +678,185 @@ impl Drop for Services {
         self.remove_services();
         let _ = docker(DIRECT, &["rmi", "-f", &self.image]);
     }
+}
+
+/// Our network service (`weave launch`'s IPAM) as a process of the test's own: its own port,
+/// data directory and bridge (a proxy's), so tests never share one. Stopped on drop.
+pub struct NetworkService {
+    child: Option<Child>,
+    args: Vec<String>,
+    pub port: u16,
+    pub log: PathBuf,
+    _dir: tempfile::TempDir,
+}
+
+impl NetworkService {
+    pub fn start(bridge: &str, range: &str) -> NetworkService {
+        NetworkService::start_on(free_port(), bridge, range)
+    }
+
+    /// On a given port: a proxy started earlier may already point at it.
+    pub fn start_on(port: u16, bridge: &str, range: &str) -> NetworkService {
+        require_docker();
+        let dir = tempfile::tempdir().unwrap();
+        let log = dir.path().join("network.log");
+        let args: Vec<String> = [
+            "weave",
+            "serve-network",
+            "--ipalloc-range",
+            range,
+            "--http-addr",
+            &format!("127.0.0.1:{port}"),
+            "--data-dir",
+            &dir.path().join("db").display().to_string(),
+            "--bridge",
+            bridge,
+        ]
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
+        let mut s = NetworkService {
+            child: None,
+            args,
+            port,
+            log,
+            _dir: dir,
+        };
+        s.restart();
+        s
+    }
+
+    /// The `--weave-api` value for a proxy.
+    pub fn api(&self) -> String {
+        format!("http://127.0.0.1:{}", self.port)
+    }
+
+    /// Kills it without a chance to clean up, as a crash would.
+    pub fn kill(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    /// Starts it (again, with the same data directory) and waits until it answers.
+    pub fn restart(&mut self) {
+        assert!(self.child.is_none(), "kill() first");
+        self.child = Some(spawn_proxy(&self.args, &[], &self.log));
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while std::net::TcpStream::connect(("127.0.0.1", self.port)).is_err() {
+            assert!(
+                Instant::now() < deadline,
+                "network service did not listen; log:\n{}",
+                std::fs::read_to_string(&self.log).unwrap_or_default()
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+}
+
+impl Drop for NetworkService {
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            eprintln!(
+                "---- network service log:\n{}",
+                std::fs::read_to_string(&self.log).unwrap_or_default()
+            );
+        }
+        self.kill();
+    }
+}
+
+/// The IPv4 addresses in `ip -4 addr show` output, as (address, prefix length).
+pub fn ethwe_v4(out: &str) -> Vec<(std::net::Ipv4Addr, u8)> {
+    out.split_whitespace()
+        .skip_while(|w| *w != "inet")
+        .filter_map(|w| {
+            let (ip, len) = w.split_once('/')?;
+            Some((ip.parse().ok()?, len.parse().ok()?))
+        })
+        .collect()
+}
+
+pub fn in_subnet(ip: std::net::Ipv4Addr, net: std::net::Ipv4Addr, len: u8) -> bool {
+    let mask = u32::MAX.checked_shl(32 - u32::from(len)).unwrap_or(0);
+    u32::from(ip) & mask == u32::from(net) & mask
+}
+
+/// `docker inspect -f FORMAT NAME`, trimmed.
+pub fn inspect(name: &str, format: &str) -> String {
+    ok(docker(DIRECT, &["inspect", "-f", format, name]))
+        .trim()
+        .to_string()
+}
+
+/// Polls `f` for up to 30 s.
+pub fn wait_until(what: &str, mut f: impl FnMut() -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while Instant::now() < deadline {
+        if f() {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    panic!("timed out waiting for {what}");
+}
+
+/// Every test process holds this lock shared while it uses the daemon; the test that restarts
+/// the daemon holds it exclusively, so it never pulls the daemon from under another test run
+/// on this machine. Held until the process exits.
+fn daemon_lock(how: nix::fcntl::FlockArg) {
+    static LOCK: OnceLock<nix::fcntl::Flock<std::fs::File>> = OnceLock::new();
+    LOCK.get_or_init(|| {
+        let file = std::fs::OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open("/tmp/weaveproxy-tests-daemon.lock")
+            .expect("open the daemon lock file");
+        nix::fcntl::Flock::lock(file, how)
+            .map_err(|(_, e)| e)
+            .expect("lock the daemon lock file")
+    });
+}
+
+/// For the one test that restarts the daemon: waits until no other test process uses it.
+/// Must come before anything that calls `require_docker`.
+pub fn exclusive_daemon() {
+    daemon_lock(nix::fcntl::FlockArg::LockExclusive);
+}
+
+/// Stops the Docker daemon and starts it again the way scripts/ensure-docker does (or through
+/// systemd where it runs the daemon). Containers with a restart policy come back with it.
+pub fn restart_daemon() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let systemd = Path::new("/run/systemd/system").exists()
+        && Command::new("systemctl")
+            .args(["is-active", "--quiet", "docker"])
+            .status()
+            .is_ok_and(|s| s.success());
+    if systemd {
+        let st = Command::new("systemctl")
+            .args(["restart", "docker"])
+            .status()
+            .expect("systemctl");
+        assert!(st.success(), "systemctl restart docker failed");
+        return;
+    }
+    let pid = std::fs::read_to_string("/var/run/docker.pid").expect("/var/run/docker.pid");
+    let pid = pid.trim().to_string();
+    let st = Command::new("kill").args(["-TERM", &pid]).status().unwrap();
+    assert!(st.success(), "kill dockerd {pid}");
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while Path::new(&format!("/proc/{pid}")).exists() {
+        assert!(Instant::now() < deadline, "dockerd {pid} did not stop");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let st = Command::new(root.join("scripts/ensure-docker"))
+        .status()
+        .expect("scripts/ensure-docker");
+    assert!(
+        st.success(),
+        "scripts/ensure-docker could not start the daemon again"
+    );
 }
