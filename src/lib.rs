@@ -3,6 +3,7 @@
 pub mod attach;
 pub mod config;
 pub mod events;
+pub mod httpd;
 pub mod intercept;
 pub mod logging;
 pub mod network;
