@@ -2,6 +2,7 @@
 
 pub mod attach;
 pub mod config;
+pub mod dns;
 pub mod events;
 pub mod httpd;
 pub mod intercept;
