@@ -54,6 +54,15 @@ pub struct Cli {
     /// The weave router (or our network service) HTTP API [default: http://127.0.0.1:6784]
     #[arg(long, value_name = "URL")]
     pub weave_api: Option<String>,
+    /// weaveDNS's HTTP API [default: http://127.0.0.1:6785]
+    #[arg(long, value_name = "URL")]
+    pub dns_api: Option<String>,
+    /// The resolver address containers get for weaveDNS [default: the docker bridge's IP]
+    #[arg(long, value_name = "IP")]
+    pub dns_address: Option<String>,
+    /// Leave containers' /etc/hosts as Docker wrote it (by default their weave addresses go in)
+    #[arg(long, num_args = 0..=1, default_missing_value = "true", value_name = "BOOL")]
+    pub no_rewrite_hosts: Option<bool>,
     /// Seconds that in-flight requests get to finish on SIGTERM/SIGINT [default: 10]
     #[arg(long, value_name = "SECS")]
     pub shutdown_timeout: Option<u64>,
@@ -73,6 +82,10 @@ pub struct Settings {
     pub weavewait: String,
     pub bridge: String,
     pub weave_api: String,
+    pub dns_api: String,
+    /// Empty: the docker bridge's gateway IP, asked from the daemon.
+    pub dns_address: String,
+    pub no_rewrite_hosts: bool,
     pub shutdown_timeout: u64,
 }
 
@@ -113,6 +126,9 @@ pub fn load_from(
         .set_default("weavewait", "")?
         .set_default("bridge", "weave")?
         .set_default("weave_api", "http://127.0.0.1:6784")?
+        .set_default("dns_api", crate::dns_api::DEFAULT_BASE_URL)?
+        .set_default("dns_address", "")?
+        .set_default("no_rewrite_hosts", false)?
         .set_default("shutdown_timeout", 10)?;
     if let Some(path) = &cli.config {
         if !path.exists() {
@@ -145,6 +161,9 @@ pub fn load_from(
         .set_override_option("weavewait", cli.weavewait.clone())?
         .set_override_option("bridge", cli.bridge.clone())?
         .set_override_option("weave_api", cli.weave_api.clone())?
+        .set_override_option("dns_api", cli.dns_api.clone())?
+        .set_override_option("dns_address", cli.dns_address.clone())?
+        .set_override_option("no_rewrite_hosts", cli.no_rewrite_hosts)?
         .set_override_option("shutdown_timeout", cli.shutdown_timeout)?;
 
     let settings: Settings = builder.build()?.try_deserialize()?;
@@ -172,6 +191,12 @@ impl Settings {
         }
         if self.with_dns && self.without_dns {
             return bad("--with-dns and --without-dns contradict each other".into());
+        }
+        if !self.dns_address.is_empty() && self.dns_address.parse::<std::net::Ipv4Addr>().is_err() {
+            return bad(format!(
+                "dns_address \"{}\" is not an IPv4 address",
+                self.dns_address
+            ));
         }
         if self.bridge.is_empty() || self.bridge.len() > 15 {
             return bad(format!(
@@ -206,6 +231,17 @@ mod tests {
         assert_eq!(s.docker_host, DEFAULT_DOCKER);
         assert!(!s.with_ipam);
         assert_eq!(s.bridge, "weave");
+        assert_eq!(s.dns_api, "http://127.0.0.1:6785");
+        assert_eq!(s.dns_address, "");
+        assert!(!s.no_rewrite_hosts && !s.with_dns && !s.without_dns);
+        let s = load_from(
+            &cli(&["--no-rewrite-hosts", "--dns-address", "10.9.0.1"]),
+            env(&[("WEAVEPROXY_DNS_API", "http://127.0.0.1:6784")]),
+        )
+        .unwrap();
+        assert!(s.no_rewrite_hosts);
+        assert_eq!(s.dns_address, "10.9.0.1");
+        assert_eq!(s.dns_api, "http://127.0.0.1:6784");
     }
 
     #[test]
@@ -269,6 +305,8 @@ mod tests {
         assert!(err.to_string().contains("loud"), "{err}");
         let err = load_from(&cli(&["--with-dns", "--without-dns"]), env(&[])).unwrap_err();
         assert!(err.to_string().contains("contradict"), "{err}");
+        let err = load_from(&cli(&["--dns-address", "weave"]), env(&[])).unwrap_err();
+        assert!(err.to_string().contains("dns_address"), "{err}");
         let err = load_from(&cli(&["--config", "/nonexistent.toml"]), env(&[])).unwrap_err();
         assert!(err.to_string().contains("/nonexistent.toml"), "{err}");
     }

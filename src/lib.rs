@@ -3,6 +3,7 @@
 pub mod attach;
 pub mod config;
 pub mod dns;
+pub mod dns_api;
 pub mod events;
 pub mod httpd;
 pub mod intercept;
