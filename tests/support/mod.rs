@@ -66,7 +66,10 @@ pub fn image() -> &'static str {
             .stdin(tar.stdout.take().expect("tar stdout"))
             .output()
             .expect("docker import");
-        assert!(tar.wait().expect("tar").success(), "tar of the rootfs failed");
+        assert!(
+            tar.wait().expect("tar").success(),
+            "tar of the rootfs failed"
+        );
         assert!(
             out.status.success(),
             "docker import: {}",
@@ -672,4 +675,28 @@ impl Drop for Services {
         self.remove_services();
         let _ = docker(DIRECT, &["rmi", "-f", &self.image]);
     }
+}
+
+/// The docker bridge's IP (where weaveDNS serves containers), computed as the product does:
+/// the gateway of the bridge network's IPAM config, else the first address of its subnet.
+pub fn docker_bridge_ip() -> std::net::Ipv4Addr {
+    let out = ok(docker(
+        DIRECT,
+        &[
+            "network",
+            "inspect",
+            "bridge",
+            "-f",
+            "{{range .IPAM.Config}}{{.Gateway}}|{{.Subnet}} {{end}}",
+        ],
+    ));
+    let configs: Vec<(Option<String>, Option<String>)> = out
+        .split_whitespace()
+        .filter_map(|c| c.split_once('|'))
+        .map(|(g, s)| {
+            let some = |x: &str| (!x.is_empty()).then(|| x.to_string());
+            (some(g), some(s))
+        })
+        .collect();
+    weaveproxy::dns::gateway(&configs).expect("the docker bridge has an IPv4 address")
 }
