@@ -21,6 +21,11 @@ const UDP_PLAIN_MAX: usize = 512;
 /// What we accept and send over UDP with EDNS, whatever the client offers.
 const UDP_EDNS_MAX: usize = 4096;
 
+enum Step {
+    Reply(Option<Vec<u8>>),
+    Forward(Message),
+}
+
 pub struct Resolver {
     pub domain: Name,
     pub records: Arc<RwLock<Records>>,
@@ -35,43 +40,57 @@ impl Resolver {
 
     /// The reply to one query as it arrived; `None` when there is nothing to say (garbage).
     async fn resolve(&self, bytes: &[u8], tcp: bool) -> Option<Vec<u8>> {
+        match self.step(bytes, tcp) {
+            Step::Reply(r) => r,
+            Step::Forward(query) => self.forward_or_fail(bytes, &query, tcp).await,
+        }
+    }
+
+    /// What the records say, without waiting for anything.
+    fn step(&self, bytes: &[u8], tcp: bool) -> Step {
         let query = match Message::from_vec(bytes) {
             Ok(q) => q,
             Err(_) => {
                 // A header we can read gets FORMERR; anything shorter is dropped.
-                let id = u16::from_be_bytes([*bytes.first()?, *bytes.get(1)?]);
-                let mut m = Message::response(id, hickory_proto::op::OpCode::Query);
+                let (Some(a), Some(b)) = (bytes.first(), bytes.get(1)) else {
+                    return Step::Reply(None);
+                };
+                let mut m = Message::response(
+                    u16::from_be_bytes([*a, *b]),
+                    hickory_proto::op::OpCode::Query,
+                );
                 m.metadata.response_code = ResponseCode::FormErr;
-                return m.to_vec().ok();
+                return Step::Reply(m.to_vec().ok());
             }
         };
-        match self.local(&query) {
-            Answer::Local(mut reply) => {
-                if query.edns.is_some() {
-                    let mut edns = hickory_proto::op::Edns::new();
-                    edns.set_max_payload(UDP_EDNS_MAX as u16);
-                    reply.set_edns(edns);
-                }
-                let bytes = reply.to_vec().ok()?;
-                let limit = udp_limit(&query);
-                if !tcp && bytes.len() > limit {
-                    // Too big for this client over UDP: it retries over TCP.
-                    return reply.truncate().to_vec().ok();
-                }
-                Some(bytes)
-            }
-            Answer::Forward => match self.forward(bytes, tcp).await {
-                Some(r) => Some(r),
-                None => {
-                    let mut m = Message::response(query.metadata.id, query.metadata.op_code);
-                    m.metadata.response_code = ResponseCode::ServFail;
-                    m.metadata.recursion_desired = query.metadata.recursion_desired;
-                    m.metadata.recursion_available = true;
-                    m.queries = query.queries.clone();
-                    m.to_vec().ok()
-                }
-            },
+        let Answer::Local(mut reply) = self.local(&query) else {
+            return Step::Forward(query);
+        };
+        if query.edns.is_some() {
+            let mut edns = hickory_proto::op::Edns::new();
+            edns.set_max_payload(UDP_EDNS_MAX as u16);
+            reply.set_edns(edns);
         }
+        let Ok(bytes) = reply.to_vec() else {
+            return Step::Reply(None);
+        };
+        if !tcp && bytes.len() > udp_limit(&query) {
+            // Too big for this client over UDP: it retries over TCP.
+            return Step::Reply(reply.truncate().to_vec().ok());
+        }
+        Step::Reply(Some(bytes))
+    }
+
+    async fn forward_or_fail(&self, bytes: &[u8], query: &Message, tcp: bool) -> Option<Vec<u8>> {
+        if let Some(r) = self.forward(bytes, tcp).await {
+            return Some(r);
+        }
+        let mut m = Message::response(query.metadata.id, query.metadata.op_code);
+        m.metadata.response_code = ResponseCode::ServFail;
+        m.metadata.recursion_desired = query.metadata.recursion_desired;
+        m.metadata.recursion_available = true;
+        m.queries = query.queries.clone();
+        m.to_vec().ok()
     }
 
     /// Relays the query, as it came, to each upstream in turn until one answers.
@@ -158,12 +177,23 @@ pub async fn serve_udp(sock: Arc<UdpSocket>, resolver: Arc<Resolver>) {
                 continue;
             }
         };
+        let query = match resolver.step(&buf[..n], false) {
+            // Answers from the records go out at once: no task, no wake-up of another thread.
+            Step::Reply(Some(reply)) => {
+                if let Err(e) = sock.send_to(&reply, peer).await {
+                    tracing::debug!(%peer, "udp send: {e}");
+                }
+                continue;
+            }
+            Step::Reply(None) => continue,
+            Step::Forward(q) => q,
+        };
+        // A forward waits on the network: it must not hold up the loop.
         let bytes = buf[..n].to_vec();
         let sock = sock.clone();
         let resolver = resolver.clone();
-        // Local answers are quick, forwards wait on the network: neither holds up the loop.
         tokio::spawn(async move {
-            if let Some(reply) = resolver.resolve(&bytes, false).await
+            if let Some(reply) = resolver.forward_or_fail(&bytes, &query, false).await
                 && let Err(e) = sock.send_to(&reply, peer).await
             {
                 tracing::debug!(%peer, "udp send: {e}");
