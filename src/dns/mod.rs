@@ -191,7 +191,8 @@ async fn run(
         upstream: upstream.clone(),
     });
     if let Some(d) = docker {
-        tasks.push(tokio::spawn(watch_docker(d, state.clone())));
+        tasks.push(tokio::spawn(watch_docker(d.clone(), state.clone())));
+        tasks.push(tokio::spawn(recover(d, state.clone())));
     }
     tracing::info!(
         domain = %state.domain,
@@ -206,6 +207,58 @@ async fn run(
     }
     tracing::info!("weavedns stopped");
     Ok(())
+}
+
+/// Records are kept in memory only: after a restart of weaveDNS, the running containers that
+/// use it as their resolver (the proxy set that up) are registered again from what the daemon
+/// and their `ethwe` say, as the proxy would.
+async fn recover(docker: Docker, state: Arc<State>) {
+    let opts = bollard::query_parameters::ListContainersOptionsBuilder::default().build();
+    let list = match docker.list_containers(Some(opts)).await {
+        Ok(l) => l,
+        Err(e) => {
+            tracing::warn!("listing containers to recover their records: {e}");
+            return;
+        }
+    };
+    let ours: Vec<String> = state.listen.iter().map(|a| a.ip().to_string()).collect();
+    let mut recovered = 0;
+    for id in list.into_iter().filter_map(|c| c.id) {
+        let Ok(info) = docker.inspect_container(&id, None).await else {
+            continue;
+        };
+        let uses_us = info
+            .host_config
+            .as_ref()
+            .and_then(|h| h.dns.as_ref())
+            .is_some_and(|d| d.iter().any(|s| ours.contains(s)));
+        let pid = info.state.as_ref().and_then(|s| s.pid).unwrap_or(0);
+        let config = info.config.unwrap_or_default();
+        let fqdn = crate::intercept::start::fqdn(
+            config.hostname.as_deref().unwrap_or(""),
+            config.domainname.as_deref().unwrap_or(""),
+        );
+        let Some(name) = records::normalize(&fqdn) else {
+            continue;
+        };
+        if !uses_us || pid <= 0 || !state.domain.zone_of(&name) || name == state.domain {
+            continue;
+        }
+        let Ok(Some((_, addrs))) = crate::attach::inspect_iface(pid as u32).await else {
+            continue;
+        };
+        let mut records = state.records.write().unwrap_or_else(|p| p.into_inner());
+        for a in addrs {
+            if let Some(ip) = a.split('/').next().and_then(|ip| ip.parse().ok())
+                && records.add(&id, &name, ip)
+            {
+                recovered += 1;
+            }
+        }
+    }
+    if recovered > 0 {
+        tracing::info!(recovered, "records of running containers recovered");
+    }
 }
 
 /// What a container event means for its records.
