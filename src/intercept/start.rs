@@ -221,6 +221,11 @@ async fn register(weave: &Weave, id: &str, fqdn: &str, cidrs: &[Cidr]) {
             Ok(()) => {
                 tracing::info!(container = %short(id), fqdn, ip = %c.addr, "registered in weaveDNS")
             }
+            // --with-dns while weaveDNS is down: expected, and said once per start.
+            Err(e @ crate::dns_api::DnsError::NotRunning) => {
+                tracing::warn!(container = %short(id), fqdn, "not registered: {e}");
+                return;
+            }
             Err(e) => {
                 tracing::error!(container = %short(id), fqdn, ip = %c.addr, "weaveDNS registration: {e}")
             }
