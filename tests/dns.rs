@@ -27,6 +27,29 @@ struct FakeUpstream {
     asked: Arc<Mutex<Vec<String>>>,
     stop: Arc<AtomicBool>,
     thread: Option<std::thread::JoinHandle<()>>,
+    tcp_thread: Option<std::thread::JoinHandle<()>>,
+}
+
+/// The fake resolver's reply to `query`, which it records.
+fn fake_answer(query: &[u8], asked: &Mutex<Vec<String>>) -> Option<Vec<u8>> {
+    let q = Message::from_vec(query).ok()?;
+    let question = q.queries.first()?;
+    let name = question.name().to_ascii().to_ascii_lowercase();
+    asked.lock().unwrap().push(name.clone());
+    let mut r = Message::response(q.metadata.id, q.metadata.op_code);
+    r.metadata.recursion_desired = q.metadata.recursion_desired;
+    r.metadata.recursion_available = true;
+    r.queries = q.queries.clone();
+    if name == UPSTREAM_NAME && question.query_type() == RecordType::A {
+        r.add_answer(Record::from_rdata(
+            question.name().clone(),
+            60,
+            RData::A(A(UPSTREAM_ADDR)),
+        ));
+    } else if name != UPSTREAM_NAME {
+        r.metadata.response_code = ResponseCode::NXDomain;
+    }
+    r.to_vec().ok()
 }
 
 impl FakeUpstream {
@@ -44,28 +67,37 @@ impl FakeUpstream {
                 let Ok((n, peer)) = sock.recv_from(&mut buf) else {
                     continue;
                 };
-                let Ok(q) = Message::from_vec(&buf[..n]) else {
-                    continue;
-                };
-                let Some(question) = q.queries.first() else {
-                    continue;
-                };
-                let name = question.name().to_ascii().to_ascii_lowercase();
-                a.lock().unwrap().push(name.clone());
-                let mut r = Message::response(q.metadata.id, q.metadata.op_code);
-                r.metadata.recursion_desired = q.metadata.recursion_desired;
-                r.metadata.recursion_available = true;
-                r.queries = q.queries.clone();
-                if name == UPSTREAM_NAME && question.query_type() == RecordType::A {
-                    r.add_answer(Record::from_rdata(
-                        question.name().clone(),
-                        60,
-                        RData::A(A(UPSTREAM_ADDR)),
-                    ));
-                } else if name != UPSTREAM_NAME {
-                    r.metadata.response_code = ResponseCode::NXDomain;
+                if let Some(r) = fake_answer(&buf[..n], &a) {
+                    let _ = sock.send_to(&r, peer);
                 }
-                let _ = sock.send_to(&r.to_vec().unwrap(), peer);
+            }
+        });
+        // The same resolver over TCP, on the same port: weaveDNS relays TCP questions by TCP.
+        let tcp = std::net::TcpListener::bind(addr).unwrap();
+        tcp.set_nonblocking(true).unwrap();
+        let (a, s) = (asked.clone(), stop.clone());
+        let tcp_thread = std::thread::spawn(move || {
+            use std::io::{Read, Write};
+            while !s.load(Ordering::Relaxed) {
+                let Ok((mut c, _)) = tcp.accept() else {
+                    std::thread::sleep(Duration::from_millis(20));
+                    continue;
+                };
+                let _ = c.set_nonblocking(false);
+                let _ = c.set_read_timeout(Some(Duration::from_secs(2)));
+                let mut len = [0u8; 2];
+                if c.read_exact(&mut len).is_err() {
+                    continue;
+                }
+                let mut q = vec![0u8; u16::from_be_bytes(len) as usize];
+                if c.read_exact(&mut q).is_err() {
+                    continue;
+                }
+                if let Some(r) = fake_answer(&q, &a) {
+                    let mut out = (r.len() as u16).to_be_bytes().to_vec();
+                    out.extend_from_slice(&r);
+                    let _ = c.write_all(&out);
+                }
             }
         });
         FakeUpstream {
@@ -73,6 +105,7 @@ impl FakeUpstream {
             asked,
             stop,
             thread: Some(thread),
+            tcp_thread: Some(tcp_thread),
         }
     }
 
@@ -84,7 +117,10 @@ impl FakeUpstream {
 impl Drop for FakeUpstream {
     fn drop(&mut self) {
         self.stop.store(true, Ordering::Relaxed);
-        if let Some(t) = self.thread.take() {
+        for t in [self.thread.take(), self.tcp_thread.take()]
+            .into_iter()
+            .flatten()
+        {
             let _ = t.join();
         }
     }
@@ -352,6 +388,12 @@ fn seed_multi_host_example_on_one_host() {
         ],
     ));
     assert!(out.contains(&format!("Address: {UPSTREAM_ADDR}")), "{out}");
+
+    assert_eq!(
+        ask(bridge, "upstream.test.", true),
+        (ResponseCode::NoError, vec![UPSTREAM_ADDR]),
+        "a TCP question outside the domain is relayed over TCP"
+    );
 
     // Over TCP too; AAAA of a known name is an empty answer, not an error; reverse lookups.
     assert_eq!(
@@ -686,6 +728,15 @@ fn records_follow_the_container_lifecycle() {
     let deadline = Instant::now() + Duration::from_secs(20);
     while docker(&host, &["exec", &c2, "ip", "link", "show", "ethwe"]).code != 0 {
         assert!(Instant::now() < deadline, "c2 was not re-attached");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    wait_resolves(name, &[ethwe_ip(&host, &c2)]);
+
+    // weaveDNS itself restarted: what runs and uses it is registered again.
+    ok(docker(DIRECT, &["restart", "-t", "2", "weavedns"]));
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while std::net::TcpStream::connect("127.0.0.1:6785").is_err() {
+        assert!(Instant::now() < deadline, "weaveDNS did not come back");
         std::thread::sleep(Duration::from_millis(100));
     }
     wait_resolves(name, &[ethwe_ip(&host, &c2)]);
