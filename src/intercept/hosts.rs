@@ -38,8 +38,35 @@ pub fn contents(fqdn: &str, cidrs: &[Cidr], extra_hosts: &[String]) -> String {
 }
 
 /// Writes the file in place (same inode: it is a bind mount inside the container).
+///
+/// The path is resolved as if chrooted into the container (`RESOLVE_IN_ROOT`): a plain
+/// `/proc/PID/root/etc/hosts` follows absolute symlinks inside the container into the proxy's
+/// own file system. (Docker's init layer makes `/etc` a directory today; this does not rely
+/// on it.) Kernels before 5.6 have no openat2; there the plain path is used.
 pub async fn write(pid: u32, text: &str) -> std::io::Result<()> {
-    tokio::fs::write(format!("/proc/{pid}/root/etc/hosts"), text).await
+    let text = text.to_string();
+    tokio::task::spawn_blocking(move || write_blocking(pid, &text))
+        .await
+        .map_err(std::io::Error::other)?
+}
+
+fn write_blocking(pid: u32, text: &str) -> std::io::Result<()> {
+    use nix::fcntl::{OFlag, OpenHow, ResolveFlag, openat2};
+    use std::io::Write;
+
+    let root = std::fs::File::open(format!("/proc/{pid}/root"))?;
+    let how = OpenHow::new()
+        .flags(OFlag::O_WRONLY | OFlag::O_TRUNC | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC)
+        .resolve(ResolveFlag::RESOLVE_IN_ROOT | ResolveFlag::RESOLVE_NO_MAGICLINKS);
+    let mut file = match openat2(&root, "etc/hosts", how) {
+        Ok(fd) => std::fs::File::from(fd),
+        Err(nix::errno::Errno::ENOSYS) => std::fs::OpenOptions::new()
+            .write(true)
+            .truncate(true)
+            .open(format!("/proc/{pid}/root/etc/hosts"))?,
+        Err(e) => return Err(e.into()),
+    };
+    file.write_all(text.as_bytes())
 }
 
 #[cfg(test)]
