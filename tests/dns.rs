@@ -217,6 +217,14 @@ fn ethwe_ip(host: &str, container: &str) -> Ipv4Addr {
         .unwrap_or_else(|| panic!("no weave address in {out}"))
 }
 
+/// `docker run --rm -e WEAVE_CIDR=CIDR ARGS...` through `host`.
+fn run_cidr(host: &str, cidr: &str, args: &[&str]) -> support::Out {
+    let env = format!("WEAVE_CIDR={cidr}");
+    let mut all = vec!["run", "--rm", "-e", &env];
+    all.extend_from_slice(args);
+    docker(host, &all)
+}
+
 /// `PING name (a.b.c.d): ...` → the address ping resolved the name to.
 fn pinged(out: &str) -> Option<Ipv4Addr> {
     let line = out.lines().find(|l| l.starts_with("PING "))?;
@@ -359,18 +367,10 @@ fn seed_multi_host_example_on_one_host() {
     assert!(!conf.contains("search"), "{conf}");
 
     // weaveDNS has its own address on the weave network, and answers there.
-    let out = ok(docker(
+    let out = ok(run_cidr(
         &host,
-        &[
-            "run",
-            "--rm",
-            "-e",
-            "WEAVE_CIDR=10.2.4.9/24",
-            img,
-            "nslookup",
-            "pingme.weave.local",
-            "10.2.4.1",
-        ],
+        "10.2.4.9/24",
+        &[img, "nslookup", "pingme.weave.local", "10.2.4.1"],
     ));
     assert!(out.contains(&format!("Address: {pingme_ip}")), "{out}");
 
@@ -652,17 +652,10 @@ fn discovery_rules() {
     // --with-dns: the resolver is set even while weaveDNS is down, and nothing fails.
     ok(s.weave(&["stop-dns"]));
     let p = ProxyProc::start(&["--with-dns"]);
-    let conf = ok(docker(
+    let conf = ok(run_cidr(
         &p.tcp,
-        &[
-            "run",
-            "--rm",
-            "-e",
-            "WEAVE_CIDR=10.2.1.2/24",
-            img,
-            "cat",
-            "/etc/resolv.conf",
-        ],
+        "10.2.1.2/24",
+        &[img, "cat", "/etc/resolv.conf"],
     ));
     assert!(
         conf.contains(&format!("nameserver {}", bridge_ip())),
@@ -814,24 +807,48 @@ fn hosts_file_rewrite() {
     );
 
     let p = ProxyProc::start(&["--no-rewrite-hosts"]);
-    let out = ok(docker(
-        &p.tcp,
-        &[
-            "run",
-            "--rm",
-            "-e",
-            "WEAVE_CIDR=10.2.1.2/24",
-            img,
-            "cat",
-            "/etc/hosts",
-        ],
-    ));
+    let out = ok(run_cidr(&p.tcp, "10.2.1.2/24", &[img, "cat", "/etc/hosts"]));
     assert!(!out.contains("created by Weave"), "{out}");
     assert!(out.contains("172.17."), "Docker's own file: {out}");
 
+    // An image whose /etc is an absolute symlink: the rewrite stays inside the container and
+    // never reaches the host path the link names (the proxy here runs on the host).
+    let mut cleanup = Cleanup::new();
+    let trap = cleanup.image("etclink");
+    let target = format!("/tmp/{}", support::unique("escape"));
+    let dir = tempfile::tempdir().unwrap();
+    support::make_rootfs(dir.path());
+    std::fs::create_dir_all(dir.path().join("tmp")).unwrap();
+    std::fs::rename(dir.path().join("etc"), dir.path().join(&target[1..])).unwrap();
+    std::os::unix::fs::symlink(&target, dir.path().join("etc")).unwrap();
+    support::import_rootfs(dir.path(), &trap);
+    struct RemoveDir(String);
+    impl Drop for RemoveDir {
+        fn drop(&mut self) {
+            let _ = std::fs::remove_dir_all(&self.0);
+        }
+    }
+    let _host_dir = RemoveDir(target.clone());
+    std::fs::create_dir_all(&target).unwrap();
+    std::fs::write(format!("{target}/hosts"), "untouched\n").unwrap();
+    let p = ProxyProc::start(&[]);
+    let out = ok(run_cidr(
+        &p.tcp,
+        "10.2.1.6/24",
+        &[&trap, "cat", "/etc/hosts"],
+    ));
+    assert!(
+        out.contains("10.2.1.6"),
+        "the container's file is rewritten: {out}"
+    );
+    assert_eq!(
+        std::fs::read_to_string(format!("{target}/hosts")).unwrap(),
+        "untouched\n",
+        "the host's file is not"
+    );
+
     // A read-only root file system makes /etc/hosts read-only: the rewrite fails, loudly, and
     // the container runs all the same.
-    let p = ProxyProc::start(&[]);
     let out = ok(docker(
         &p.tcp,
         &[

@@ -50,36 +50,42 @@ pub fn image() -> &'static str {
         }
         let dir = tempfile::tempdir().expect("tempdir");
         make_rootfs(dir.path());
-        let mut tar = Command::new("tar")
-            .args(["-C"])
-            .arg(dir.path())
-            .args(["-c", "."])
-            .stdout(Stdio::piped())
-            .spawn()
-            .expect("tar");
-        let out = Command::new("docker")
-            .args(["-H", DIRECT, "import"])
-            .args(["--change", "ENV PATH=/usr/sbin:/usr/bin:/sbin:/bin"])
-            .args(["--change", "LABEL weaveproxy.test=1"])
-            .args(["--change", "CMD [\"sh\"]"])
-            .args(["-", IMAGE])
-            .stdin(tar.stdout.take().expect("tar stdout"))
-            .output()
-            .expect("docker import");
-        assert!(
-            tar.wait().expect("tar").success(),
-            "tar of the rootfs failed"
-        );
-        assert!(
-            out.status.success(),
-            "docker import: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
+        import_rootfs(dir.path(), IMAGE);
     });
     IMAGE
 }
 
-fn make_rootfs(root: &Path) {
+/// `docker import` of a directory tree as image `tag`, with the test image's settings.
+pub fn import_rootfs(dir: &Path, tag: &str) {
+    let mut tar = Command::new("tar")
+        .args(["-C"])
+        .arg(dir)
+        .args(["-c", "."])
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("tar");
+    let out = Command::new("docker")
+        .args(["-H", DIRECT, "import"])
+        .args(["--change", "ENV PATH=/usr/sbin:/usr/bin:/sbin:/bin"])
+        .args(["--change", "LABEL weaveproxy.test=1"])
+        .args(["--change", "CMD [\"sh\"]"])
+        .args(["-", tag])
+        .stdin(tar.stdout.take().expect("tar stdout"))
+        .output()
+        .expect("docker import");
+    assert!(
+        tar.wait().expect("tar").success(),
+        "tar of the rootfs failed"
+    );
+    assert!(
+        out.status.success(),
+        "docker import: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// The busybox test image's tree: static busybox, its applets, passwd and group.
+pub fn make_rootfs(root: &Path) {
     let busybox = Path::new("/bin/busybox");
     assert!(
         busybox.exists(),
