@@ -54,6 +54,15 @@ pub struct Cli {
     /// The weave router (or our network service) HTTP API [default: http://127.0.0.1:6784]
     #[arg(long, value_name = "URL")]
     pub weave_api: Option<String>,
+    /// weaveDNS's HTTP API [default: http://127.0.0.1:6785]
+    #[arg(long, value_name = "URL")]
+    pub dns_api: Option<String>,
+    /// The resolver address containers get for weaveDNS [default: the docker bridge's IP]
+    #[arg(long, value_name = "IP")]
+    pub dns_address: Option<String>,
+    /// Leave containers' /etc/hosts as Docker wrote it (by default their weave addresses go in)
+    #[arg(long, num_args = 0..=1, default_missing_value = "true", value_name = "BOOL")]
+    pub no_rewrite_hosts: Option<bool>,
     /// Seconds that in-flight requests get to finish on SIGTERM/SIGINT [default: 10]
     #[arg(long, value_name = "SECS")]
     pub shutdown_timeout: Option<u64>,
@@ -100,6 +109,10 @@ pub struct Settings {
     pub weavewait: String,
     pub bridge: String,
     pub weave_api: String,
+    pub dns_api: String,
+    /// Empty: the docker bridge's gateway IP, asked from the daemon.
+    pub dns_address: String,
+    pub no_rewrite_hosts: bool,
     pub shutdown_timeout: u64,
     pub tls: bool,
     pub tlsverify: bool,
@@ -164,6 +177,9 @@ pub fn load_from(
         .set_default("weavewait", "")?
         .set_default("bridge", "weave")?
         .set_default("weave_api", "http://127.0.0.1:6784")?
+        .set_default("dns_api", crate::dns_api::DEFAULT_BASE_URL)?
+        .set_default("dns_address", "")?
+        .set_default("no_rewrite_hosts", false)?
         .set_default("shutdown_timeout", 10)?;
     for (key, default) in BOOL_OFF {
         builder = builder.set_default(*key, *default)?;
@@ -202,6 +218,9 @@ pub fn load_from(
         .set_override_option("weavewait", cli.weavewait.clone())?
         .set_override_option("bridge", cli.bridge.clone())?
         .set_override_option("weave_api", cli.weave_api.clone())?
+        .set_override_option("dns_api", cli.dns_api.clone())?
+        .set_override_option("dns_address", cli.dns_address.clone())?
+        .set_override_option("no_rewrite_hosts", cli.no_rewrite_hosts)?
         .set_override_option("shutdown_timeout", cli.shutdown_timeout)?
         .set_override_option("tls", cli.tls)?
         .set_override_option("tlsverify", cli.tlsverify)?
@@ -261,6 +280,12 @@ impl Settings {
         }
         if self.with_dns && self.without_dns {
             return bad("--with-dns and --without-dns contradict each other".into());
+        }
+        if !self.dns_address.is_empty() && self.dns_address.parse::<std::net::Ipv4Addr>().is_err() {
+            return bad(format!(
+                "dns_address \"{}\" is not an IPv4 address",
+                self.dns_address
+            ));
         }
         if self.bridge.is_empty() || self.bridge.len() > 15 {
             return bad(format!(
@@ -366,6 +391,17 @@ mod tests {
         assert_eq!(s.docker_host, DEFAULT_DOCKER);
         assert!(!s.with_ipam);
         assert_eq!(s.bridge, "weave");
+        assert_eq!(s.dns_api, "http://127.0.0.1:6785");
+        assert_eq!(s.dns_address, "");
+        assert!(!s.no_rewrite_hosts && !s.with_dns && !s.without_dns);
+        let s = load_from(
+            &cli(&["--no-rewrite-hosts", "--dns-address", "10.9.0.1"]),
+            env(&[("WEAVEPROXY_DNS_API", "http://127.0.0.1:6784")]),
+        )
+        .unwrap();
+        assert!(s.no_rewrite_hosts);
+        assert_eq!(s.dns_address, "10.9.0.1");
+        assert_eq!(s.dns_api, "http://127.0.0.1:6784");
     }
 
     #[test]
@@ -429,6 +465,8 @@ mod tests {
         assert!(err.to_string().contains("loud"), "{err}");
         let err = load_from(&cli(&["--with-dns", "--without-dns"]), env(&[])).unwrap_err();
         assert!(err.to_string().contains("contradict"), "{err}");
+        let err = load_from(&cli(&["--dns-address", "weave"]), env(&[])).unwrap_err();
+        assert!(err.to_string().contains("dns_address"), "{err}");
         let err = load_from(&cli(&["--config", "/nonexistent.toml"]), env(&[])).unwrap_err();
         assert!(err.to_string().contains("/nonexistent.toml"), "{err}");
     }

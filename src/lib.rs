@@ -2,7 +2,10 @@
 
 pub mod attach;
 pub mod config;
+pub mod dns;
+pub mod dns_api;
 pub mod events;
+pub mod httpd;
 pub mod intercept;
 pub mod logging;
 pub mod network;

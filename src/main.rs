@@ -171,15 +171,30 @@ async fn weave_setup(
     }
     let router = RouterClient::new(&settings.weave_api).map_err(anyhow::Error::msg)?;
     let netlink = Netlink::new().context("opening a netlink socket")?;
+    let dns_client =
+        weaveproxy::dns_api::DnsClient::new(&settings.dns_api).map_err(anyhow::Error::msg)?;
+    let dns_address = match settings.dns_address.as_str() {
+        "" => None,
+        a => Some(a.parse().context("dns_address")?),
+    };
+    let dns = intercept::Dns::new(
+        intercept::DnsMode::from_flags(settings.with_dns, settings.without_dns),
+        dns_client,
+        dns_address,
+    );
     let client = intercept::DockerClient::new(upstream.clone());
-    Ok(Arc::new(Weave::new(
-        client,
-        settings.with_ipam,
-        weavewait,
-        settings.bridge.clone(),
-        netlink,
-        router,
-    )))
+    Ok(Arc::new(
+        Weave::new(
+            client,
+            settings.with_ipam,
+            weavewait,
+            settings.bridge.clone(),
+            netlink,
+            router,
+        )
+        .with_dns(dns)
+        .with_rewrite_hosts(!settings.no_rewrite_hosts),
+    ))
 }
 
 /// In the proxy's container, the volume that carries weavewait to other containers is mounted

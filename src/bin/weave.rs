@@ -1,6 +1,6 @@
 //! `weave`: the front end. Each service is a container from the weaveproxy image:
-//! `weave launch` (the single-host network: bridge + IPAM), `weave launch-proxy`, and their
-//! `stop-*`, `proxy-env`, `proxy-config`, `status` and `ps`.
+//! `weave launch` (the single-host network: bridge + IPAM), `weave launch-dns` (weaveDNS),
+//! `weave launch-proxy`, and their `stop-*`, `proxy-env`, `proxy-config`, `status` and `ps`.
 
 use std::process::ExitCode;
 use std::time::{Duration, Instant};
@@ -16,6 +16,7 @@ use futures_util::StreamExt;
 
 const PROXY: &str = "weaveproxy";
 const ROUTER: &str = "weave";
+const DNS: &str = "weavedns";
 const WEAVEWAIT_VOLUME: &str = "weaveproxy-weavewait";
 const DB_VOLUME: &str = "weavedb";
 /// As in compose.yaml.
@@ -41,6 +42,18 @@ enum Command {
     },
     /// Stop the weave network service
     Stop,
+    /// Start weaveDNS, with ADDR/CIDR as its address on the weave network; FLAGS go to it
+    /// (--domain, --upstream, --listen-address, --http-addr)
+    LaunchDns {
+        #[arg(
+            trailing_var_arg = true,
+            allow_hyphen_values = true,
+            value_name = "[ADDR/CIDR] FLAGS"
+        )]
+        args: Vec<String>,
+    },
+    /// Stop weaveDNS
+    StopDns,
     /// Start the proxy; FLAGS go to it (-H, -D, --with-ipam, --with-dns, --tlsverify, ...)
     LaunchProxy {
         #[arg(
@@ -69,6 +82,12 @@ enum Command {
         #[arg(long, default_value = "weave")]
         bridge: String,
     },
+    /// Run weaveDNS in this process (the `weavedns` container's command)
+    #[command(hide = true)]
+    ServeDns {
+        #[command(flatten)]
+        opts: weaveproxy::dns::Options,
+    },
 }
 
 #[derive(clap::Args)]
@@ -92,7 +111,7 @@ fn main() -> ExitCode {
 /// Also reached as `weaveproxy weave ...`: the image carries one multi-call binary.
 pub fn run_cli(args: impl IntoIterator<Item = std::ffi::OsString>) -> ExitCode {
     let cli = Cli::parse_from(args);
-    if let Command::ServeNetwork { .. } = cli.command {
+    if let Command::ServeNetwork { .. } | Command::ServeDns { .. } = cli.command {
         weaveproxy::logging::init("info", "auto");
     }
     let rt = match tokio::runtime::Runtime::new() {
@@ -129,6 +148,8 @@ async fn run(cmd: Command) -> anyhow::Result<()> {
     match cmd {
         Command::Launch { opts } => launch(opts).await,
         Command::Stop => stop(ROUTER, "weave is not running.").await,
+        Command::LaunchDns { args } => launch_dns(args).await,
+        Command::StopDns => stop(DNS, "weaveDNS is not running.").await,
         Command::LaunchProxy { flags } => launch_proxy(flags).await,
         Command::StopProxy => stop(PROXY, "Proxy is not running.").await,
         Command::ProxyEnv => {
@@ -153,6 +174,7 @@ async fn run(cmd: Command) -> anyhow::Result<()> {
         Command::Status => status().await,
         Command::Ps => ps().await,
         Command::ServeNetwork { opts, bridge } => serve_network(opts, bridge).await,
+        Command::ServeDns { opts } => serve_dns(opts).await,
     }
 }
 
@@ -307,6 +329,46 @@ async fn launch(opts: LaunchOpts) -> anyhow::Result<()> {
     let id = run_service(&d, ROUTER, &["/weaveproxy", "weave"], args, binds).await?;
     let router = weaveproxy::router_api::RouterClient::default();
     wait_ready(&d, ROUTER, || async { router.status().await.is_ok() }).await?;
+    println!("{id}");
+    Ok(())
+}
+
+/// `[ADDR/CIDR] [FLAGS...]` → the service's arguments, and where its HTTP API will listen.
+fn dns_args(args: Vec<String>) -> anyhow::Result<(Vec<String>, String)> {
+    let mut out = vec!["serve-dns".to_string()];
+    let mut rest = args.into_iter().peekable();
+    if let Some(first) = rest.next_if(|a| !a.starts_with('-')) {
+        let cidr: weaveproxy::weave_cidr::Cidr = first
+            .parse()
+            .map_err(|_| anyhow::anyhow!("{first:?} is not ADDR/CIDR (e.g. 10.2.4.1/24)"))?;
+        if cidr.is_network() {
+            anyhow::bail!("{cidr} is a network address; weaveDNS needs a host address in it");
+        }
+        out.extend(["--weave-cidr".to_string(), cidr.to_string()]);
+    }
+    let mut http = weaveproxy::dns::DEFAULT_HTTP_ADDR.to_string();
+    let mut it = rest.peekable();
+    while let Some(a) = it.next() {
+        if a == "--http-addr" {
+            if let Some(v) = it.peek() {
+                http = v.clone();
+            }
+        } else if let Some(v) = a.strip_prefix("--http-addr=") {
+            http = v.to_string();
+        }
+        out.push(a);
+    }
+    Ok((out, http))
+}
+
+async fn launch_dns(args: Vec<String>) -> anyhow::Result<()> {
+    let (args, http) = dns_args(args)?;
+    let d = docker()?;
+    check_image(&d).await?;
+    check_not_running(&d, DNS, "weave stop-dns").await?;
+    let id = run_service(&d, DNS, &["/weaveproxy", "weave"], args, Vec::new()).await?;
+    let api = weaveproxy::dns_api::DnsClient::new(&http).map_err(anyhow::Error::msg)?;
+    wait_ready(&d, DNS, || async { api.status().await.is_ok() }).await?;
     println!("{id}");
     Ok(())
 }
@@ -572,6 +634,17 @@ async fn status() -> anyhow::Result<()> {
         }
         Err(_) => println!("weave network service is not running"),
     }
+    let dns = weaveproxy::dns_api::DnsClient::new(weaveproxy::dns_api::DEFAULT_BASE_URL)
+        .map_err(anyhow::Error::msg)?;
+    match dns.status().await {
+        Ok(s) => {
+            println!("weaveDNS is running");
+            for line in s.lines() {
+                println!("        {line}");
+            }
+        }
+        Err(_) => println!("weaveDNS is not running"),
+    }
     let d = docker()?;
     match proxy_args(&d).await {
         Ok(args) => {
@@ -613,16 +686,27 @@ async fn serve_network(opts: weaveproxy::network::Options, bridge: String) -> an
     let netlink = weaveproxy::attach::Netlink::new()?;
     netlink.ensure_bridge(&bridge).await?;
     let docker = Docker::connect_with_defaults().ok();
-    let shutdown = async {
-        use tokio::signal::unix::{SignalKind, signal};
-        if let (Ok(mut t), Ok(mut i)) = (
-            signal(SignalKind::terminate()),
-            signal(SignalKind::interrupt()),
-        ) {
-            tokio::select! { _ = t.recv() => {}, _ = i.recv() => {} }
-        }
+    weaveproxy::network::serve(opts, docker, shutdown()).await
+}
+
+async fn serve_dns(opts: weaveproxy::dns::Options) -> anyhow::Result<()> {
+    // Only the weave address needs netlink; without one the service needs no privileges.
+    let netlink = match opts.weave_cidr {
+        Some(_) => Some(weaveproxy::attach::Netlink::new()?),
+        None => None,
     };
-    weaveproxy::network::serve(opts, docker, shutdown).await
+    let docker = Docker::connect_with_defaults().ok();
+    weaveproxy::dns::serve(opts, docker, netlink, shutdown()).await
+}
+
+async fn shutdown() {
+    use tokio::signal::unix::{SignalKind, signal};
+    if let (Ok(mut t), Ok(mut i)) = (
+        signal(SignalKind::terminate()),
+        signal(SignalKind::interrupt()),
+    ) {
+        tokio::select! { _ = t.recv() => {}, _ = i.recv() => {} }
+    }
 }
 
 #[cfg(test)]
@@ -745,6 +829,27 @@ mod tests {
             client_tls(&s(&["--tlsverify"]), "unix:///x"),
             ClientTls::Off
         );
+    }
+
+    #[test]
+    fn launch_dns_arguments() {
+        let (args, http) = dns_args(s(&["10.2.4.1/24", "--upstream", "172.17.0.9"])).unwrap();
+        assert_eq!(
+            args,
+            s(&[
+                "serve-dns",
+                "--weave-cidr",
+                "10.2.4.1/24",
+                "--upstream",
+                "172.17.0.9"
+            ])
+        );
+        assert_eq!(http, "127.0.0.1:6785");
+        let (args, http) = dns_args(s(&["--http-addr=127.0.0.1:9"])).unwrap();
+        assert_eq!(args, s(&["serve-dns", "--http-addr=127.0.0.1:9"]));
+        assert_eq!(http, "127.0.0.1:9");
+        assert!(dns_args(s(&["10.2.4.0/24"])).is_err());
+        assert!(dns_args(s(&["bogus"])).is_err());
     }
 
     #[test]

@@ -2,6 +2,7 @@
 //! and start/restart (attach to the weave network). Everything else is forwarded untouched.
 
 pub mod create;
+pub mod hosts;
 pub mod start;
 
 use std::collections::HashMap;
@@ -102,6 +103,87 @@ pub fn attachable_network_mode(mode: &str) -> Result<(), String> {
     }
 }
 
+/// Whether containers get weaveDNS as their resolver and are registered in it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DnsMode {
+    /// While weaveDNS answers (the default).
+    Auto,
+    /// Always (`--with-dns`): even when weaveDNS does not answer at create.
+    Always,
+    /// Never (`--without-dns`): no resolver, no hostname, no registration.
+    Never,
+}
+
+impl DnsMode {
+    pub fn from_flags(with_dns: bool, without_dns: bool) -> DnsMode {
+        match (with_dns, without_dns) {
+            (_, true) => DnsMode::Never,
+            (true, false) => DnsMode::Always,
+            (false, false) => DnsMode::Auto,
+        }
+    }
+}
+
+pub struct Dns {
+    pub mode: DnsMode,
+    pub client: crate::dns_api::DnsClient,
+    /// `None`: the docker bridge's gateway IP, asked from the daemon on first use.
+    pub address: Option<std::net::Ipv4Addr>,
+    learned: tokio::sync::OnceCell<std::net::Ipv4Addr>,
+}
+
+impl Dns {
+    pub fn new(
+        mode: DnsMode,
+        client: crate::dns_api::DnsClient,
+        address: Option<std::net::Ipv4Addr>,
+    ) -> Dns {
+        Dns {
+            mode,
+            client,
+            address,
+            learned: tokio::sync::OnceCell::new(),
+        }
+    }
+
+    /// No resolver, no names, no registration.
+    pub fn off() -> Dns {
+        let client = crate::dns_api::DnsClient::new(crate::dns_api::DEFAULT_BASE_URL)
+            .expect("the default weaveDNS URL is valid");
+        Dns::new(DnsMode::Never, client, None)
+    }
+
+    /// The weave domain when DNS applies now, `None` when it is off.
+    pub async fn domain(&self) -> Option<String> {
+        match self.mode {
+            DnsMode::Never => None,
+            DnsMode::Auto => self.client.domain().await,
+            DnsMode::Always => Some(
+                self.client
+                    .domain()
+                    .await
+                    .unwrap_or_else(|| crate::dns::DEFAULT_DOMAIN.to_string()),
+            ),
+        }
+    }
+
+    /// Where containers reach weaveDNS.
+    pub async fn address(&self, docker: &DockerClient) -> Result<std::net::Ipv4Addr, String> {
+        if let Some(a) = self.address {
+            return Ok(a);
+        }
+        self.learned
+            .get_or_try_init(|| async {
+                let d = docker.get().await.map_err(|e| e.to_string())?;
+                crate::dns::docker_bridge_ip(&d)
+                    .await
+                    .map_err(|e| format!("{e:#}"))
+            })
+            .await
+            .copied()
+    }
+}
+
 /// What the interceptors share.
 pub struct Weave {
     pub docker: DockerClient,
@@ -110,6 +192,9 @@ pub struct Weave {
     pub bridge: String,
     pub netlink: Netlink,
     pub router: crate::router_api::RouterClient,
+    pub dns: Dns,
+    /// Write the weave addresses into containers' /etc/hosts.
+    pub rewrite_hosts: bool,
     /// One attach at a time per container: the start interceptor and the event watcher both
     /// attach a container that the proxy starts.
     locks: Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
@@ -131,8 +216,20 @@ impl Weave {
             bridge,
             netlink,
             router,
+            dns: Dns::off(),
+            rewrite_hosts: true,
             locks: Mutex::new(HashMap::new()),
         }
+    }
+
+    pub fn with_dns(mut self, dns: Dns) -> Weave {
+        self.dns = dns;
+        self
+    }
+
+    pub fn with_rewrite_hosts(mut self, on: bool) -> Weave {
+        self.rewrite_hosts = on;
+        self
     }
 
     pub(crate) async fn lock(&self, id: &str) -> tokio::sync::OwnedMutexGuard<()> {
@@ -279,6 +376,13 @@ mod tests {
         assert!(decide(true, &[], "container:abc").unwrap().is_err());
         assert!(decide(true, &[], "mynet").unwrap().is_err());
         assert!(decide(false, &["WEAVE_CIDR=bogus"], "").is_err());
+    }
+
+    #[test]
+    fn dns_modes() {
+        assert_eq!(DnsMode::from_flags(false, false), DnsMode::Auto);
+        assert_eq!(DnsMode::from_flags(true, false), DnsMode::Always);
+        assert_eq!(DnsMode::from_flags(false, true), DnsMode::Never);
     }
 
     #[test]

@@ -7,8 +7,11 @@
 //!    still attachable (WEAVE_CIDR, network mode) and running are touched;
 //! 2. its addresses: `WEAVE_CIDR` addresses are claimed, `net:` and blank ones allocated, from
 //!    the weave router's IPAM (ours or Weave Net's);
-//! 3. netlink: veth pair, host end on the bridge, `ethwe` inside with the addresses, up —
-//!    which releases weavewait, which execs the application.
+//! 3. its `/etc/hosts`: its names at its weave addresses (unless `--no-rewrite-hosts`);
+//! 4. netlink: veth pair, host end on the bridge, `ethwe` inside with the addresses, up —
+//!    which releases weavewait, which execs the application;
+//! 5. weaveDNS: each address registered under the container's name when that is in the weave
+//!    domain (while weaveDNS runs, or always with `--with-dns`; never with `--without-dns`).
 //!
 //! If that fails the container is killed (its application never ran: weavewait was still
 //! waiting) and the client gets the reason. The same attach runs for starts the proxy does not
@@ -221,7 +224,8 @@ pub async fn attach_container(weave: &Weave, id: &str) -> Result<Outcome, StartE
     let env: Vec<&str> = env.iter().map(String::as_str).collect();
     let mode = info
         .host_config
-        .and_then(|h| h.network_mode)
+        .as_ref()
+        .and_then(|h| h.network_mode.clone())
         .unwrap_or_default();
     let Ok(tokens) = super::decide(weave.with_ipam, &env, &mode)? else {
         return Ok(Outcome::NotOurs);
@@ -232,11 +236,37 @@ pub async fn attach_container(weave: &Weave, id: &str) -> Result<Outcome, StartE
         return Ok(Outcome::NotRunning);
     }
     let pid = pid as u32;
+    let fqdn = fqdn(
+        config.hostname.as_deref().unwrap_or(""),
+        config.domainname.as_deref().unwrap_or(""),
+    );
 
     let cidrs = addresses(weave, &full_id, &tokens).await?;
+    if weave.rewrite_hosts {
+        let own_hosts_file = info
+            .mounts
+            .as_deref()
+            .unwrap_or_default()
+            .iter()
+            .any(|m| m.destination.as_deref() == Some("/etc/hosts"));
+        if own_hosts_file {
+            tracing::info!(container = %short(&full_id), "not rewriting /etc/hosts: the container mounts its own");
+        } else {
+            let extra = info
+                .host_config
+                .as_ref()
+                .and_then(|h| h.extra_hosts.clone())
+                .unwrap_or_default();
+            let text = super::hosts::contents(&fqdn, &cidrs, &extra);
+            if let Err(e) = super::hosts::write(pid, &text).await {
+                tracing::error!(container = %short(&full_id), "cannot rewrite /etc/hosts: {e}");
+            }
+        }
+    }
     match weave.netlink.attach(pid, &weave.bridge, &cidrs).await {
         Ok(how) => {
             tracing::info!(container = %short(&full_id), addresses = ?cidrs.iter().map(Cidr::to_string).collect::<Vec<_>>(), ?how, "attached");
+            register(weave, &full_id, &fqdn, &cidrs).await;
             Ok(Outcome::Attached { cidrs, how })
         }
         Err(e) => {
@@ -253,6 +283,44 @@ pub async fn attach_container(weave: &Weave, id: &str) -> Result<Outcome, StartE
                     Err(e.into())
                 }
                 _ => Ok(Outcome::NotRunning),
+            }
+        }
+    }
+}
+
+/// The container's full name as Docker has it: `Hostname` (which modern clients send whole,
+/// `-h a.b.c`), plus `Domainname` when set (the proxy's own derivation, older clients).
+pub fn fqdn(hostname: &str, domainname: &str) -> String {
+    let d = domainname.trim_matches('.');
+    if d.is_empty() {
+        hostname.to_string()
+    } else {
+        format!("{hostname}.{d}")
+    }
+}
+
+/// Registers the container's addresses in weaveDNS when its name is in the weave domain. A
+/// failure is logged, not fatal: the container works, it is just not found by name.
+async fn register(weave: &Weave, id: &str, fqdn: &str, cidrs: &[Cidr]) {
+    let Some(domain) = weave.dns.domain().await else {
+        return;
+    };
+    if !crate::dns_api::in_domain(fqdn, &domain) {
+        tracing::debug!(container = %short(id), fqdn, %domain, "not registered in weaveDNS: outside the domain");
+        return;
+    }
+    for c in cidrs {
+        match weave.dns.client.register(id, c.addr, fqdn).await {
+            Ok(()) => {
+                tracing::info!(container = %short(id), fqdn, ip = %c.addr, "registered in weaveDNS")
+            }
+            // --with-dns while weaveDNS is down: expected, and said once per start.
+            Err(e @ crate::dns_api::DnsError::NotRunning) => {
+                tracing::warn!(container = %short(id), fqdn, "not registered: {e}");
+                return;
+            }
+            Err(e) => {
+                tracing::error!(container = %short(id), fqdn, ip = %c.addr, "weaveDNS registration: {e}")
             }
         }
     }
@@ -291,4 +359,17 @@ async fn addresses(weave: &Weave, id: &str, tokens: &[Token]) -> Result<Vec<Cidr
         out.push(cidr);
     }
     Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::fqdn;
+
+    #[test]
+    fn names() {
+        assert_eq!(fqdn("pingme.weave.local", ""), "pingme.weave.local");
+        assert_eq!(fqdn("seeone", "weave.local"), "seeone.weave.local");
+        assert_eq!(fqdn("a", "b.c."), "a.b.c");
+        assert_eq!(fqdn("0123456789ab", ""), "0123456789ab");
+    }
 }

@@ -61,6 +61,50 @@ pub fn image() -> &'static str {
     IMAGE
 }
 
+/// `docker import` of a directory tree as image `tag`, with the test image's settings.
+pub fn import_rootfs(dir: &Path, tag: &str) {
+    let mut tar = Command::new("tar")
+        .args(["-C"])
+        .arg(dir)
+        .args(["-c", "."])
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("tar");
+    let out = Command::new("docker")
+        .args(["-H", DIRECT, "import"])
+        .args(["--change", "ENV PATH=/usr/sbin:/usr/bin:/sbin:/bin"])
+        .args(["--change", "LABEL weaveproxy.test=1"])
+        .args(["--change", "CMD [\"sh\"]"])
+        .args(["-", tag])
+        .stdin(tar.stdout.take().expect("tar stdout"))
+        .output()
+        .expect("docker import");
+    assert!(
+        tar.wait().expect("tar").success(),
+        "tar of the rootfs failed"
+    );
+    assert!(
+        out.status.success(),
+        "docker import: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// The test image's files, unpacked into `root` (for tests that need a variant of it).
+pub fn rootfs_of_test_image(root: &Path) {
+    let id = ok(docker(DIRECT, &["create", image()])).trim().to_string();
+    let export = Command::new("sh")
+        .arg("-c")
+        .arg(format!(
+            "docker -H {DIRECT} export {id} | tar -C '{}' -x",
+            root.display()
+        ))
+        .status()
+        .expect("docker export");
+    let _ = docker(DIRECT, &["rm", "-f", &id]);
+    assert!(export.success(), "docker export of the test image");
+}
+
 #[derive(Debug, Clone)]
 pub struct Out {
     pub stdout: String,
@@ -859,4 +903,28 @@ pub fn restart_daemon() {
         st.success(),
         "scripts/ensure-docker could not start the daemon again"
     );
+}
+
+/// The docker bridge's IP (where weaveDNS serves containers), computed as the product does:
+/// the gateway of the bridge network's IPAM config, else the first address of its subnet.
+pub fn docker_bridge_ip() -> std::net::Ipv4Addr {
+    let out = ok(docker(
+        DIRECT,
+        &[
+            "network",
+            "inspect",
+            "bridge",
+            "-f",
+            "{{range .IPAM.Config}}{{.Gateway}}|{{.Subnet}} {{end}}",
+        ],
+    ));
+    let configs: Vec<(Option<String>, Option<String>)> = out
+        .split_whitespace()
+        .filter_map(|c| c.split_once('|'))
+        .map(|(g, s)| {
+            let some = |x: &str| (!x.is_empty()).then(|| x.to_string());
+            (some(g), some(s))
+        })
+        .collect();
+    weaveproxy::dns::gateway(&configs).expect("the docker bridge has an IPv4 address")
 }
