@@ -135,6 +135,43 @@ fn legacy_start_host_config_is_honoured_and_reaugmented() {
     );
 }
 
+/// W-03 with weaveDNS: a legacy start body without resolver settings keeps the ones the proxy
+/// gave the container at create.
+#[test]
+fn legacy_start_keeps_the_weavedns_resolver() {
+    let p = ProxyProc::start(&["--with-dns", "--dns-address", "10.2.4.1"]);
+    let mut c = Cleanup::new();
+    let name = c.container("legacydns");
+    ok(docker(
+        &p.tcp,
+        &[
+            "create",
+            "--name",
+            &name,
+            "-e",
+            "WEAVE_CIDR=10.2.1.1/24",
+            image(),
+            "cat",
+            "/etc/resolv.conf",
+        ],
+    ));
+    let body = r#"{"Binds":[],"Dns":null,"DnsSearch":null,"NetworkMode":""}"#;
+    let (head, _) = request(
+        &mut Raw::tcp(&p.addr()),
+        "POST",
+        &format!("/v1.20/containers/{name}/start"),
+        Some(body),
+    );
+    assert_eq!(status(&head), 204, "{head}");
+    assert_eq!(exit_code(&name), "0");
+    let conf = ok(docker(DIRECT, &["logs", &name]));
+    assert!(conf.contains("nameserver 10.2.4.1"), "{conf}");
+    assert_eq!(
+        inspect(&name, "{{json .HostConfig.Dns}}"),
+        r#"["10.2.4.1"]"#
+    );
+}
+
 /// W-04 on an API version that still takes the body: `{"HostConfig":{}}` resets the
 /// create-time settings as Docker does, yet the container is still attached.
 #[test]

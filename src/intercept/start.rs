@@ -107,7 +107,10 @@ async fn legacy_host_config(
         .and_then(Value::as_str)
         .unwrap_or("");
     let binds = match super::attachable_network_mode(mode) {
-        Ok(()) => vec![weave.weavewait.bind()],
+        Ok(()) => {
+            reapply_dns(weave, host_config, info.host_config.as_ref()).await;
+            vec![weave.weavewait.bind()]
+        }
         Err(why) => {
             tracing::info!(container = id, "not attaching at start: {why}");
             vec![weave.weavewait.bind(), super::NOOP_BIND.to_string()]
@@ -120,6 +123,31 @@ async fn legacy_host_config(
     parts.headers.remove(header::CONTENT_LENGTH);
     parts.headers.remove(header::TRANSFER_ENCODING);
     Ok(Request::from_parts(parts, body::full(rewritten)))
+}
+
+/// The resolver settings of create (weaveDNS's, or the user's) go back into a start HostConfig
+/// that has none, while the proxy points containers at weaveDNS.
+async fn reapply_dns(
+    weave: &Weave,
+    start: &mut serde_json::Map<String, Value>,
+    created: Option<&bollard::models::HostConfig>,
+) {
+    if weave.dns.domain().await.is_none() {
+        return;
+    }
+    let unset = |v: Option<&Value>| {
+        v.is_none_or(|v| v.is_null() || v.as_array().is_some_and(Vec::is_empty))
+    };
+    for (key, value) in [
+        ("Dns", created.and_then(|h| h.dns.clone())),
+        ("DnsSearch", created.and_then(|h| h.dns_search.clone())),
+    ] {
+        if let Some(value) = value.filter(|v| !v.is_empty())
+            && unset(start.get(key))
+        {
+            start.insert(key.into(), Value::from(value));
+        }
+    }
 }
 
 /// Start bodies are small JSON documents; anything near this is not one.

@@ -297,13 +297,13 @@ impl ProxyProc {
         if !extra.contains(&"--log-level") {
             args.extend(["--log-level".into(), "debug".into()]);
         }
-        if !extra.contains(&"--weave-api") {
-            // Not the machine's network service on the default port, which a test of the front
-            // end may be running: a closed port, so claims need no allocator.
-            args.extend([
-                "--weave-api".into(),
-                format!("http://127.0.0.1:{}", free_port()),
-            ]);
+        // Not the machine's network service and weaveDNS on their default ports, which a test
+        // of the front end may be running: closed ports, so claims need no allocator and DNS is
+        // off unless a test says otherwise.
+        for api in ["--weave-api", "--dns-api"] {
+            if !extra.contains(&api) {
+                args.extend([api.into(), format!("http://127.0.0.1:{}", free_port())]);
+            }
         }
         args.extend(extra.iter().map(|s| s.to_string()));
         let env: Vec<(String, String)> = env
