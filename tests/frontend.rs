@@ -377,7 +377,25 @@ fn compose_up_runs_the_services_and_user_projects_work_through_the_proxy() {
         let _ = compose(DIRECT, root, &services, &["down", "-v"]);
     };
     let _down = Down(&down_services);
-    let up = compose(DIRECT, root, &services, &["up", "-d"]);
+    // weaveDNS forwards to a resolver of the test's own: nothing asked leaves the machine.
+    let upstream = support::fake_dns::FakeUpstream::start();
+    let override_dir = tempfile::tempdir().unwrap();
+    let override_file = override_dir.path().join("test.yaml");
+    std::fs::write(
+        &override_file,
+        format!(
+            "services:\n  weavedns:\n    command: [\"--upstream\", \"{}\"]\n",
+            upstream.addr
+        ),
+    )
+    .unwrap();
+    let files = ["-f", "compose.yaml", "-f", override_file.to_str().unwrap()];
+    let up = compose(
+        DIRECT,
+        root,
+        &services,
+        &[&files[..], &["up", "-d"]].concat(),
+    );
     assert_eq!(up.code, 0, "{}", up.stderr);
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
     while std::net::TcpStream::connect("127.0.0.1:12375").is_err() {
@@ -421,6 +439,22 @@ fn compose_up_runs_the_services_and_user_projects_work_through_the_proxy() {
         &["exec", &a, "ping", "-c", "1", "-W", "5", "10.2.5.2"],
     ));
     assert!(out.contains("1 packets received"), "{out}");
+    // By name too: b's container name is its host name in the weave domain, in weaveDNS.
+    let b = container("b");
+    let b_name = ok(docker(DIRECT, &["inspect", "-f", "{{.Name}}", &b]));
+    let b_name = b_name.trim().trim_start_matches('/');
+    for name in [b_name.to_string(), format!("{b_name}.weave.local")] {
+        let out = ok(docker(
+            proxy,
+            &["exec", &a, "ping", "-c", "1", "-W", "5", &name],
+        ));
+        assert!(out.contains("(10.2.5.2)"), "{name}: {out}");
+    }
+    assert!(
+        !upstream.asked().iter().any(|q| q.contains("weave.local")),
+        "weave names are answered by weaveDNS: {:?}",
+        upstream.asked()
+    );
     // On the project's own network the proxy hands off, and says why.
     let c = container("c");
     let out = docker(proxy, &["exec", &c, "ip", "link", "show", "ethwe"]);

@@ -2,6 +2,8 @@
 //! a proxy process, docker CLI runners and cleanup guards that work even when a test fails.
 #![allow(dead_code)]
 
+pub mod fake_dns;
+
 use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
