@@ -171,6 +171,16 @@ fn launch_and_with_ipam_allocate_release_and_fail_clearly() {
     let img = support::image();
     let range: Ipv4Addr = "10.44.0.0".parse().unwrap();
 
+    // The seed's second host (`weave launch host1`) needs Weave Net's router: said plainly.
+    let peer = s.weave(&["launch", "host1"]);
+    assert_ne!(peer.code, 0);
+    assert!(peer.stderr.contains("single-host"), "{}", peer.stderr);
+    assert_ne!(
+        docker(DIRECT, &["inspect", "weave"]).code,
+        0,
+        "nothing launched"
+    );
+
     let id = ok(s.weave(&["launch", "--ipalloc-range", "10.44.0.0/16"]));
     assert_eq!(id.trim().len(), 64, "{id}");
     let again = s.weave(&["launch"]);

@@ -98,6 +98,9 @@ struct LaunchOpts {
     /// Subnet for containers that ask for none in particular [default: the whole range]
     #[arg(long, value_name = "CIDR")]
     ipalloc_default_subnet: Option<String>,
+    /// Other hosts to join (as in `weave launch host1`): needs Weave Net's router
+    #[arg(value_name = "PEER")]
+    peers: Vec<String>,
 }
 
 fn image() -> String {
@@ -315,6 +318,12 @@ async fn logs(d: &Docker, name: &str) -> String {
 }
 
 async fn launch(opts: LaunchOpts) -> anyhow::Result<()> {
+    if !opts.peers.is_empty() {
+        anyhow::bail!(
+            "cannot join {}: this network service is single-host. To span hosts, run Weave Net's router on each host and point each proxy at it (weave launch-proxy --weave-api http://127.0.0.1:6784)",
+            opts.peers.join(" ")
+        );
+    }
     let d = docker()?;
     check_image(&d).await?;
     check_not_running(&d, ROUTER, "weave stop").await?;
