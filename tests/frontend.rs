@@ -143,6 +143,40 @@ fn launch_proxy_then_seed_usage_through_proxy_env() {
     assert!(again.stderr.contains("not running"), "{}", again.stderr);
 }
 
+/// The image is FROM scratch with static binaries, and small (issue: ≤ 10 MiB).
+#[test]
+fn product_image_is_static_and_small() {
+    let s = Services::new();
+    let size: u64 = ok(docker(
+        DIRECT,
+        &["image", "inspect", "-f", "{{.Size}}", &s.image],
+    ))
+    .trim()
+    .parse()
+    .unwrap();
+    assert!(size <= 10 * 1024 * 1024, "image is {size} bytes");
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("target/image");
+    for bin in ["weaveproxy", "weavewait"] {
+        let out = Command::new("file").arg(root.join(bin)).output().unwrap();
+        let kind = String::from_utf8_lossy(&out.stdout);
+        assert!(kind.contains("static"), "{bin}: {kind}");
+    }
+    // The front end is the same binary, by name, in the image too.
+    let out = ok(docker(
+        DIRECT,
+        &[
+            "run",
+            "--rm",
+            "--entrypoint",
+            "/weaveproxy",
+            &s.image,
+            "weave",
+            "--version",
+        ],
+    ));
+    assert!(out.starts_with("weave "), "{out}");
+}
+
 #[test]
 fn launch_proxy_without_the_image_names_the_build_command() {
     let s = Services::new();
