@@ -39,6 +39,11 @@ pub fn contents(fqdn: &str, cidrs: &[Cidr], extra_hosts: &[String]) -> String {
 
 /// Writes the file in place (same inode: it is a bind mount inside the container).
 ///
+/// The start interceptor and the event watcher may both reach a container, the second while
+/// its program already runs and may be reading the file. So an unchanged file is not touched,
+/// and a changed one is overwritten from the start and only then cut to length: a reader sees
+/// the old text or the new, never the empty file an `O_TRUNC` open leaves for a moment.
+///
 /// The path is resolved as if chrooted into the container (`RESOLVE_IN_ROOT`): a plain
 /// `/proc/PID/root/etc/hosts` follows absolute symlinks inside the container into the proxy's
 /// own file system. (Docker's init layer makes `/etc` a directory today; this does not rely
@@ -52,21 +57,28 @@ pub async fn write(pid: u32, text: &str) -> std::io::Result<()> {
 
 fn write_blocking(pid: u32, text: &str) -> std::io::Result<()> {
     use nix::fcntl::{OFlag, OpenHow, ResolveFlag, openat2};
-    use std::io::Write;
+    use std::io::Read;
+    use std::os::unix::fs::FileExt;
 
     let root = std::fs::File::open(format!("/proc/{pid}/root"))?;
     let how = OpenHow::new()
-        .flags(OFlag::O_WRONLY | OFlag::O_TRUNC | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC)
+        .flags(OFlag::O_RDWR | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC)
         .resolve(ResolveFlag::RESOLVE_IN_ROOT | ResolveFlag::RESOLVE_NO_MAGICLINKS);
     let mut file = match openat2(&root, "etc/hosts", how) {
         Ok(fd) => std::fs::File::from(fd),
         Err(nix::errno::Errno::ENOSYS) => std::fs::OpenOptions::new()
+            .read(true)
             .write(true)
-            .truncate(true)
             .open(format!("/proc/{pid}/root/etc/hosts"))?,
         Err(e) => return Err(e.into()),
     };
-    file.write_all(text.as_bytes())
+    let mut old = Vec::new();
+    file.read_to_end(&mut old)?;
+    if old == text.as_bytes() {
+        return Ok(());
+    }
+    file.write_all_at(text.as_bytes(), 0)?;
+    file.set_len(text.len() as u64)
 }
 
 #[cfg(test)]
