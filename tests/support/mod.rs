@@ -66,7 +66,10 @@ pub fn image() -> &'static str {
             .stdin(tar.stdout.take().expect("tar stdout"))
             .output()
             .expect("docker import");
-        assert!(tar.wait().expect("tar").success(), "tar of the rootfs failed");
+        assert!(
+            tar.wait().expect("tar").success(),
+            "tar of the rootfs failed"
+        );
         assert!(
             out.status.success(),
             "docker import: {}",
@@ -218,6 +221,7 @@ impl Drop for Cleanup {
 /// A proxy process on a free tcp port and a unix socket of its own; stopped on drop.
 pub struct ProxyProc {
     child: Option<Child>,
+    bin: PathBuf,
     args: Vec<String>,
     /// A bridge of this proxy's own, so that tests never share (or break) one.
     pub bridge: String,
@@ -241,6 +245,21 @@ impl ProxyProc {
     }
 
     pub fn start_with(extra: &[&str], wait: bool) -> ProxyProc {
+        ProxyProc::launch(
+            Path::new(env!("CARGO_BIN_EXE_weaveproxy")),
+            "debug",
+            extra,
+            wait,
+        )
+    }
+
+    /// The release build that goes into the image (scripts/build-static all), logging at the
+    /// product's default level: what the benchmarks measure.
+    pub fn start_release(extra: &[&str]) -> ProxyProc {
+        ProxyProc::launch(&release_binary(), "info", extra, true)
+    }
+
+    pub fn launch(bin: &Path, log_level: &str, extra: &[&str], wait: bool) -> ProxyProc {
         require_docker();
         let dir = tempfile::tempdir().unwrap();
         let port = free_port();
@@ -262,14 +281,15 @@ impl ProxyProc {
             "--bridge".into(),
             bridge.clone(),
             "--log-level".into(),
-            "debug".into(),
+            log_level.into(),
             "--log-target".into(),
             "stderr".into(),
         ];
         args.extend(extra.iter().map(|s| s.to_string()));
-        let child = spawn_proxy(&args, &log);
+        let child = spawn_proxy(bin, &args, &log);
         let p = ProxyProc {
             child: Some(child),
+            bin: bin.to_path_buf(),
             args,
             bridge,
             tcp,
@@ -286,7 +306,7 @@ impl ProxyProc {
     /// Starts a terminated proxy again with the same settings.
     pub fn restart_stopped(&mut self) {
         assert!(self.child.is_none(), "terminate() first");
-        self.child = Some(spawn_proxy(&self.args, &self.log));
+        self.child = Some(spawn_proxy(&self.bin, &self.args, &self.log));
         self.wait_listening();
     }
 
@@ -373,8 +393,8 @@ pub fn remove_bridge(bridge: &str) {
     }
 }
 
-fn spawn_proxy(args: &[String], log: &Path) -> Child {
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_weaveproxy"));
+fn spawn_proxy(bin: &Path, args: &[String], log: &Path) -> Child {
+    let mut cmd = Command::new(bin);
     cmd.args(args)
         .stdin(Stdio::null())
         .stdout(Stdio::null())
@@ -401,6 +421,20 @@ pub fn bridge_name() -> String {
         std::process::id() % 100_000,
         N.fetch_add(1, Ordering::Relaxed)
     )
+}
+
+/// The static release proxy that scripts/build-static all leaves in target/image, or the one
+/// `WEAVEPROXY_BENCH_BINARY` names (a build with symbols, for profiling).
+pub fn release_binary() -> PathBuf {
+    let path = std::env::var_os("WEAVEPROXY_BENCH_BINARY")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("target/image/weaveproxy"));
+    assert!(
+        path.is_file(),
+        "{} missing: run scripts/build-static all (scripts/bench does)",
+        path.display()
+    );
+    path
 }
 
 /// The static weavewait, built by scripts/build-static (the README's test command runs it).
