@@ -11,6 +11,7 @@ use serde_json::{Value, json};
 use super::{WEAVEWAIT, Weave};
 use crate::proxy::body::{self, ApiError, Body};
 use crate::proxy::forward::{HijackSlot, forward};
+use crate::proxy::lane::Lane;
 use crate::proxy::upstream::Upstream;
 
 /// Create bodies are small JSON documents; anything near this is not one.
@@ -19,6 +20,7 @@ const MAX_BODY: usize = 16 * 1024 * 1024;
 pub async fn handle(
     weave: &Weave,
     upstream: &Upstream,
+    lane: &Lane,
     req: Request<Body>,
 ) -> Result<Response<Body>, ApiError> {
     let (parts, body) = req.into_parts();
@@ -37,6 +39,7 @@ pub async fn handle(
         }
         forward(
             upstream,
+            lane,
             Request::from_parts(parts, body::full(bytes)),
             &no_hijack,
         )
@@ -157,10 +160,7 @@ impl CommandParts {
     /// The command Docker would run, as (entrypoint, cmd), following the daemon's own merge:
     /// with no request entrypoint, an empty Cmd takes the image's, and an absent (not empty)
     /// entrypoint takes the image's. `None` when there is nothing to run.
-    pub fn effective(
-        &self,
-        image: Option<ImageCommand>,
-    ) -> Option<(Vec<String>, Vec<String>)> {
+    pub fn effective(&self, image: Option<ImageCommand>) -> Option<(Vec<String>, Vec<String>)> {
         let (image_ep, image_cmd) = image.unwrap_or_default();
         let mut cmd = self.cmd.clone().unwrap_or_default();
         let entrypoint = match &self.entrypoint {

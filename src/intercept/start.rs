@@ -19,6 +19,7 @@ use super::{WEAVEWAIT, Weave};
 use crate::attach::Attached;
 use crate::proxy::body::{ApiError, Body};
 use crate::proxy::forward::{HijackSlot, forward};
+use crate::proxy::lane::Lane;
 use crate::proxy::upstream::Upstream;
 use crate::router_api::RouterError;
 use crate::weave_cidr::{Cidr, Token};
@@ -26,10 +27,11 @@ use crate::weave_cidr::{Cidr, Token};
 pub async fn handle(
     weave: &Weave,
     upstream: &Upstream,
+    lane: &Lane,
     req: Request<Body>,
     id: &str,
 ) -> Result<Response<Body>, ApiError> {
-    let resp = forward(upstream, req, &HijackSlot::default()).await?;
+    let resp = forward(upstream, lane, req, &HijackSlot::default()).await?;
     // 304 (already started), 404, 409...: nothing was started.
     if !resp.status().is_success() {
         return Ok(resp);

@@ -3,6 +3,7 @@
 
 pub mod body;
 pub mod forward;
+pub mod lane;
 pub mod listen;
 pub mod route;
 pub mod upstream;
@@ -26,6 +27,7 @@ use tokio::sync::{mpsc, watch};
 use crate::intercept;
 use body::Body;
 use forward::HijackSlot;
+use lane::Lane;
 use listen::Listener;
 use route::Route;
 use upstream::{BoxIo, Upstream};
@@ -37,19 +39,24 @@ pub struct Proxy {
 }
 
 impl Proxy {
-    async fn handle(&self, req: Request<Incoming>, slot: &HijackSlot) -> Response<Body> {
+    async fn handle(
+        &self,
+        req: Request<Incoming>,
+        lane: &Lane,
+        slot: &HijackSlot,
+    ) -> Response<Body> {
         let started = Instant::now();
         let method = req.method().clone();
         let path = req.uri().path().to_string();
         let req = req.map(|b| b.boxed());
         let result = match (&self.weave, route::route(&method, &path)) {
             (Some(weave), Route::Create) => {
-                intercept::create::handle(weave, &self.upstream, req).await
+                intercept::create::handle(weave, &self.upstream, lane, req).await
             }
             (Some(weave), Route::Start(id) | Route::Restart(id)) => {
-                intercept::start::handle(weave, &self.upstream, req, id).await
+                intercept::start::handle(weave, &self.upstream, lane, req, id).await
             }
-            _ => forward::forward(&self.upstream, req, slot).await,
+            _ => forward::forward(&self.upstream, lane, req, slot).await,
         };
         let resp = result.unwrap_or_else(|e| {
             tracing::warn!(%method, path, status = e.status.as_u16(), "{}", e.message);
@@ -125,12 +132,15 @@ async fn serve_connection(
     _done: mpsc::Sender<()>,
 ) {
     let slot = HijackSlot::default();
+    let lane = Lane::default();
     let svc = {
         let slot = slot.clone();
+        let lane = lane.clone();
         service_fn(move |req| {
             let proxy = proxy.clone();
             let slot = slot.clone();
-            Box::pin(async move { Ok(proxy.handle(req, &slot).await) }) as HandlerFuture
+            let lane = lane.clone();
+            Box::pin(async move { Ok(proxy.handle(req, &lane, &slot).await) }) as HandlerFuture
         })
     };
     let mut conn = http1::Builder::new()
@@ -147,7 +157,14 @@ async fn serve_connection(
     // plain `200` raw stream, which hyper's own upgrade machinery cannot take over.
     let result = loop {
         tokio::select! {
-            r = std::future::poll_fn(|cx| conn.poll_without_shutdown(cx)) => break r,
+            // The lane's daemon connection is driven here, around the client's, so that a
+            // request the handler starts is on its way before this task yields.
+            r = std::future::poll_fn(|cx| {
+                lane.poll_drive(cx);
+                let r = conn.poll_without_shutdown(cx);
+                lane.poll_drive(cx);
+                r
+            }) => break r,
             changed = stop.changed(), if !stopping => {
                 stopping = true;
                 if changed.is_ok() {
@@ -160,9 +177,12 @@ async fn serve_connection(
         tracing::debug!("client connection: {e}");
         return;
     }
-    let parts = conn.into_parts();
+    let http1::Parts { io, read_buf, .. } = conn.into_parts();
+    // The stream has a daemon connection of its own; the lane's is closed now, not when the
+    // stream ends.
+    drop(lane);
     if let Some(upgrade) = slot.take() {
-        splice(parts.io.into_inner(), parts.read_buf, upgrade).await;
+        splice(io.into_inner(), read_buf, upgrade).await;
     }
 }
 

@@ -1,0 +1,138 @@
+//! The daemon's side of one client connection: a daemon connection of its own, opened at the
+//! client's first request and reused for the ones that follow on the same connection. A
+//! keep-alive client therefore costs the daemon one connection, as it would without the proxy,
+//! and a request costs no connect or handshake.
+//!
+//! The daemon connection is driven by the client connection's own task ([`Lane::poll_drive`],
+//! polled next to hyper's server connection), so a request and its answer never wait for
+//! another task, possibly on another thread, to be scheduled.
+//!
+//! Hijacked streams do not use the lane: they take their daemon connection over for good.
+
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::task::{Context, Poll};
+
+use bytes::Bytes;
+use http_body_util::BodyExt;
+use hyper::body::{Frame, Incoming, SizeHint};
+use hyper::client::conn::http1::{Connection, SendRequest};
+use hyper::{Request, Response};
+use hyper_util::rt::TokioIo;
+
+use super::body::{ApiError, Body};
+use super::upstream::{BoxIo, Upstream};
+
+type Driver = Pin<Box<Connection<TokioIo<BoxIo>, Body>>>;
+
+#[derive(Clone, Default)]
+pub struct Lane(Arc<Mutex<State>>);
+
+#[derive(Default)]
+struct State {
+    sender: Option<SendRequest<Body>>,
+    driver: Option<Driver>,
+}
+
+impl Lane {
+    fn state(&self) -> MutexGuard<'_, State> {
+        self.0.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Moves the daemon connection along; to be polled by the task that serves the client,
+    /// after anything that may have started a request.
+    pub fn poll_drive(&self, cx: &mut Context<'_>) {
+        let mut state = self.state();
+        if let Some(driver) = state.driver.as_mut()
+            && let Poll::Ready(result) = driver.as_mut().poll(cx)
+        {
+            if let Err(e) = result {
+                tracing::debug!("daemon connection ended: {e}");
+            }
+            // The sender now reports itself closed; the next request opens a new connection.
+            state.driver = None;
+        }
+    }
+
+    /// The body of an answer that came over this lane. When the daemon's next bytes are not
+    /// decoded yet, polling it moves the daemon connection along there and then: a stream's
+    /// chunks that are already here come out one after the other, and hyper writes them to the
+    /// client together instead of one write (and one wake-up) each.
+    pub fn body(&self, incoming: Incoming) -> Body {
+        LaneBody {
+            incoming,
+            lane: self.clone(),
+        }
+        .boxed()
+    }
+
+    /// Sends `req` on the lane's connection, opening one if there is none or the daemon
+    /// closed it. A request that never left because the connection closed under it is sent
+    /// again on a new one; anything else is the daemon's answer or its error.
+    pub async fn send(
+        &self,
+        upstream: &Upstream,
+        mut req: Request<Body>,
+    ) -> Result<Response<Incoming>, ApiError> {
+        loop {
+            let mut kept = self.state().sender.take();
+            // Ready once the previous answer has been read to its end; an error if the daemon
+            // closed the connection.
+            if let Some(s) = kept.as_mut()
+                && s.ready().await.is_err()
+            {
+                kept = None;
+            }
+            let (mut sender, reused) = match kept {
+                Some(s) => (s, true),
+                None => {
+                    let (sender, driver) = upstream.open().await?;
+                    self.state().driver = Some(Box::pin(driver));
+                    (sender, false)
+                }
+            };
+            match sender.try_send_request(req).await {
+                Ok(resp) => {
+                    self.state().sender = Some(sender);
+                    return Ok(resp);
+                }
+                Err(mut e) => match e.take_message() {
+                    Some(unsent) if reused => req = unsent,
+                    _ => return Err(upstream.no_answer(e.into_error())),
+                },
+            }
+        }
+    }
+}
+
+struct LaneBody {
+    incoming: Incoming,
+    lane: Lane,
+}
+
+impl hyper::body::Body for LaneBody {
+    type Data = Bytes;
+    type Error = hyper::Error;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, hyper::Error>>> {
+        if let Poll::Ready(frame) = Pin::new(&mut self.incoming).poll_frame(cx) {
+            return Poll::Ready(frame);
+        }
+        // Not polled from inside `poll_drive` (hyper's client side never polls this body), so
+        // the lane is free.
+        self.lane.poll_drive(cx);
+        Pin::new(&mut self.incoming).poll_frame(cx)
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.incoming.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.incoming.size_hint()
+    }
+}
