@@ -6,6 +6,7 @@ pub mod forward;
 pub mod lane;
 pub mod listen;
 pub mod route;
+pub mod splice;
 pub mod upstream;
 
 use std::convert::Infallible;
@@ -14,14 +15,12 @@ use std::pin::Pin;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use bytes::Bytes;
 use http_body_util::BodyExt;
 use hyper::body::Incoming;
 use hyper::server::conn::http1;
 use hyper::service::service_fn;
 use hyper::{Request, Response};
 use hyper_util::rt::TokioIo;
-use tokio::io::AsyncWriteExt;
 use tokio::sync::{mpsc, watch};
 
 use crate::intercept;
@@ -182,29 +181,6 @@ async fn serve_connection(
     // stream ends.
     drop(lane);
     if let Some(upgrade) = slot.take() {
-        splice(io.into_inner(), read_buf, upgrade).await;
-    }
-}
-
-/// Copies both ways until both sides are done. An EOF from one side becomes a write shutdown
-/// towards the other (stdin EOF reaches the container while its output keeps flowing).
-async fn splice(mut client: BoxIo, early: Bytes, upgrade: hyper::upgrade::OnUpgrade) {
-    let upstream = match upgrade.await {
-        Ok(u) => u,
-        Err(e) => {
-            tracing::debug!("daemon side of hijacked stream: {e}");
-            return;
-        }
-    };
-    let mut upstream = TokioIo::new(upstream);
-    // Bytes the client sent right behind the request head were read by hyper already.
-    if !early.is_empty() && upstream.write_all(&early).await.is_err() {
-        return;
-    }
-    if let Err(e) =
-        tokio::io::copy_bidirectional_with_sizes(&mut client, &mut upstream, 64 * 1024, 64 * 1024)
-            .await
-    {
-        tracing::debug!("hijacked stream: {e}");
+        splice::splice(io.into_inner(), read_buf, upgrade).await;
     }
 }
