@@ -145,9 +145,26 @@ pub async fn attach_container(weave: &Weave, id: &str) -> Result<Outcome, StartE
     }
     let pid = pid as u32;
 
-    let cidrs = addresses(weave, &full_id, &tokens).await?;
-    match weave.netlink.attach(pid, &weave.bridge, &cidrs).await {
-        Ok(how) => {
+    // The interface is made while the addresses are claimed or allocated: both take
+    // milliseconds, and neither needs the other until the addresses go on.
+    let (cidrs, prepared) = tokio::join!(
+        addresses(weave, &full_id, &tokens),
+        weave.netlink.prepare(pid, &weave.bridge)
+    );
+    let attached = match (cidrs, prepared) {
+        (Ok(cidrs), Ok(prepared)) => weave
+            .netlink
+            .finish(pid, prepared, &cidrs)
+            .await
+            .map(|how| (cidrs, how)),
+        (Err(e), Ok(prepared)) => {
+            weave.netlink.abandon(prepared).await;
+            return Err(e);
+        }
+        (_, Err(e)) => Err(e),
+    };
+    match attached {
+        Ok((cidrs, how)) => {
             let ms = started.elapsed().as_micros() as f64 / 1000.0;
             tracing::info!(container = %short(&full_id), addresses = ?cidrs.iter().map(Cidr::to_string).collect::<Vec<_>>(), ?how, ms, "attached");
             Ok(Outcome::Attached { cidrs, how })
