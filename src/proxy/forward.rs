@@ -66,7 +66,7 @@ pub async fn forward(
             .insert(header::UPGRADE, HeaderValue::from_static("tcp"));
     }
     if !hijack {
-        return Ok(lane.send(upstream, req).await?.map(|b| lane.body(b)));
+        return Ok(lane.send(upstream, req).await?.map(|b| b.boxed()));
     }
     // A connection of its own, which the stream takes over.
     let mut resp = upstream.send(req).await?;

@@ -14,9 +14,7 @@ use std::pin::Pin;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::task::{Context, Poll};
 
-use bytes::Bytes;
-use http_body_util::BodyExt;
-use hyper::body::{Frame, Incoming, SizeHint};
+use hyper::body::Incoming;
 use hyper::client::conn::http1::{Connection, SendRequest};
 use hyper::{Request, Response};
 use hyper_util::rt::TokioIo;
@@ -55,18 +53,6 @@ impl Lane {
         }
     }
 
-    /// The body of an answer that came over this lane. When the daemon's next bytes are not
-    /// decoded yet, polling it moves the daemon connection along there and then: a stream's
-    /// chunks that are already here come out one after the other, and hyper writes them to the
-    /// client together instead of one write (and one wake-up) each.
-    pub fn body(&self, incoming: Incoming) -> Body {
-        LaneBody {
-            incoming,
-            lane: self.clone(),
-        }
-        .boxed()
-    }
-
     /// Sends `req` on the lane's connection, opening one if there is none or the daemon
     /// closed it. A request that never left because the connection closed under it is sent
     /// again on a new one; anything else is the daemon's answer or its error.
@@ -103,36 +89,5 @@ impl Lane {
                 },
             }
         }
-    }
-}
-
-struct LaneBody {
-    incoming: Incoming,
-    lane: Lane,
-}
-
-impl hyper::body::Body for LaneBody {
-    type Data = Bytes;
-    type Error = hyper::Error;
-
-    fn poll_frame(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-    ) -> Poll<Option<Result<Frame<Bytes>, hyper::Error>>> {
-        if let Poll::Ready(frame) = Pin::new(&mut self.incoming).poll_frame(cx) {
-            return Poll::Ready(frame);
-        }
-        // Not polled from inside `poll_drive` (hyper's client side never polls this body), so
-        // the lane is free.
-        self.lane.poll_drive(cx);
-        Pin::new(&mut self.incoming).poll_frame(cx)
-    }
-
-    fn is_end_stream(&self) -> bool {
-        self.incoming.is_end_stream()
-    }
-
-    fn size_hint(&self) -> SizeHint {
-        self.incoming.size_hint()
     }
 }
