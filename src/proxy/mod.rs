@@ -2,6 +2,7 @@
 //! plain forwarding, and the splice of hijacked streams.
 
 pub mod body;
+pub mod census;
 pub mod forward;
 pub mod lane;
 pub mod listen;
@@ -130,6 +131,7 @@ async fn serve_connection(
     mut stop: watch::Receiver<bool>,
     _done: mpsc::Sender<()>,
 ) {
+    let _counted = census::enter();
     let slot = HijackSlot::default();
     let lane = Lane::default();
     let svc = {

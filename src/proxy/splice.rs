@@ -39,6 +39,13 @@ fn give_back(buf: Box<[u8]>) {
     }
 }
 
+/// Frees the pooled buffers (nothing is streaming).
+pub fn empty_pool() {
+    if let Ok(mut pool) = POOL.lock() {
+        *pool = Vec::new();
+    }
+}
+
 /// Splices the client's side of a hijacked connection with the daemon's, once hyper has
 /// handed the latter over. `early`: bytes the client sent right behind the request head, which
 /// hyper has read already.
