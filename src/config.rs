@@ -57,6 +57,9 @@ pub struct Cli {
     /// Seconds that in-flight requests get to finish on SIGTERM/SIGINT [default: 10]
     #[arg(long, value_name = "SECS")]
     pub shutdown_timeout: Option<u64>,
+    /// Threads that serve connections [default: 1]
+    #[arg(long, value_name = "N")]
+    pub workers: Option<usize>,
 }
 
 #[derive(Debug, Clone, Deserialize, PartialEq)]
@@ -74,6 +77,9 @@ pub struct Settings {
     pub bridge: String,
     pub weave_api: String,
     pub shutdown_timeout: u64,
+    /// One is the default: a second thread costs a third more CPU per byte streamed (workers
+    /// wake each other for every event) and gains nothing until one core is saturated.
+    pub workers: usize,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -113,7 +119,8 @@ pub fn load_from(
         .set_default("weavewait", "")?
         .set_default("bridge", "weave")?
         .set_default("weave_api", "http://127.0.0.1:6784")?
-        .set_default("shutdown_timeout", 10)?;
+        .set_default("shutdown_timeout", 10)?
+        .set_default("workers", 1)?;
     if let Some(path) = &cli.config {
         if !path.exists() {
             return Err(ConfigError::Invalid(format!(
@@ -145,7 +152,8 @@ pub fn load_from(
         .set_override_option("weavewait", cli.weavewait.clone())?
         .set_override_option("bridge", cli.bridge.clone())?
         .set_override_option("weave_api", cli.weave_api.clone())?
-        .set_override_option("shutdown_timeout", cli.shutdown_timeout)?;
+        .set_override_option("shutdown_timeout", cli.shutdown_timeout)?
+        .set_override_option("workers", cli.workers.map(|n| n as u64))?;
 
     let settings: Settings = builder.build()?.try_deserialize()?;
     settings.validate()?;
@@ -172,6 +180,9 @@ impl Settings {
         }
         if self.with_dns && self.without_dns {
             return bad("--with-dns and --without-dns contradict each other".into());
+        }
+        if !(1..=256).contains(&self.workers) {
+            return bad(format!("workers {} is not between 1 and 256", self.workers));
         }
         if self.bridge.is_empty() || self.bridge.len() > 15 {
             return bad(format!(
@@ -206,6 +217,9 @@ mod tests {
         assert_eq!(s.docker_host, DEFAULT_DOCKER);
         assert!(!s.with_ipam);
         assert_eq!(s.bridge, "weave");
+        assert_eq!(s.workers, 1);
+        let s = load_from(&cli(&[]), env(&[("WEAVEPROXY_WORKERS", "4")])).unwrap();
+        assert_eq!(s.workers, 4);
     }
 
     #[test]
@@ -269,6 +283,8 @@ mod tests {
         assert!(err.to_string().contains("loud"), "{err}");
         let err = load_from(&cli(&["--with-dns", "--without-dns"]), env(&[])).unwrap_err();
         assert!(err.to_string().contains("contradict"), "{err}");
+        let err = load_from(&cli(&["--workers", "0"]), env(&[])).unwrap_err();
+        assert!(err.to_string().contains("workers"), "{err}");
         let err = load_from(&cli(&["--config", "/nonexistent.toml"]), env(&[])).unwrap_err();
         assert!(err.to_string().contains("/nonexistent.toml"), "{err}");
     }

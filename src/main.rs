@@ -39,7 +39,11 @@ fn main() -> ExitCode {
         }
     };
     weaveproxy::logging::init(&settings.log_level, &settings.log_target);
-    let runtime = match tokio::runtime::Runtime::new() {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(settings.workers)
+        .enable_all()
+        .build();
+    let runtime = match runtime {
         Ok(r) => r,
         Err(e) => {
             eprintln!("weaveproxy: cannot start the runtime: {e}");
