@@ -36,7 +36,7 @@ fn main() {
         .enable_all()
         .build()
         .expect("runtime");
-    let client = RouterClient::new(&weave.service.url).expect("client");
+    let client = RouterClient::new(&weave.service.api()).expect("client");
     let (alloc, claim, release) = rt.block_on(round_trips(&client));
     for (what, s) in [
         ("allocate (`POST /ip/{id}`)", alloc),

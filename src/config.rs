@@ -54,12 +54,48 @@ pub struct Cli {
     /// The weave router (or our network service) HTTP API [default: http://127.0.0.1:6784]
     #[arg(long, value_name = "URL")]
     pub weave_api: Option<String>,
+    /// weaveDNS's HTTP API [default: http://127.0.0.1:6785]
+    #[arg(long, value_name = "URL")]
+    pub dns_api: Option<String>,
+    /// The resolver address containers get for weaveDNS [default: the docker bridge's IP]
+    #[arg(long, value_name = "IP")]
+    pub dns_address: Option<String>,
+    /// Leave containers' /etc/hosts as Docker wrote it (by default their weave addresses go in)
+    #[arg(long, num_args = 0..=1, default_missing_value = "true", value_name = "BOOL")]
+    pub no_rewrite_hosts: Option<bool>,
     /// Seconds that in-flight requests get to finish on SIGTERM/SIGINT [default: 10]
     #[arg(long, value_name = "SECS")]
     pub shutdown_timeout: Option<u64>,
     /// Threads that serve connections [default: 1]
     #[arg(long, value_name = "N")]
     pub workers: Option<usize>,
+    /// Use TLS on every tcp listener (unix listeners stay plain); implied by --tlsverify
+    #[arg(long, num_args = 0..=1, default_missing_value = "true", value_name = "BOOL")]
+    pub tls: Option<bool>,
+    /// Use TLS and require a client certificate signed by --tlscacert
+    #[arg(long, num_args = 0..=1, default_missing_value = "true", value_name = "BOOL")]
+    pub tlsverify: Option<bool>,
+    /// CA that client certificates must chain to [default: $DOCKER_CERT_PATH/ca.pem, else ~/.docker/ca.pem]
+    #[arg(long, value_name = "FILE")]
+    pub tlscacert: Option<String>,
+    /// The listener's certificate [default: $DOCKER_CERT_PATH/cert.pem, else ~/.docker/cert.pem]
+    #[arg(long, value_name = "FILE")]
+    pub tlscert: Option<String>,
+    /// The listener's private key [default: $DOCKER_CERT_PATH/key.pem, else ~/.docker/key.pem]
+    #[arg(long, value_name = "FILE")]
+    pub tlskey: Option<String>,
+    /// Reach the daemon (-D tcp://HOST:PORT) over TLS, verifying its certificate against --docker-tlscacert
+    #[arg(long, num_args = 0..=1, default_missing_value = "true", value_name = "BOOL")]
+    pub docker_tlsverify: Option<bool>,
+    /// CA the daemon's certificate must chain to [default: as --tlscacert]
+    #[arg(long, value_name = "FILE")]
+    pub docker_tlscacert: Option<String>,
+    /// Client certificate presented to the daemon [default: as --tlscert]
+    #[arg(long, value_name = "FILE")]
+    pub docker_tlscert: Option<String>,
+    /// Key of the client certificate presented to the daemon [default: as --tlskey]
+    #[arg(long, value_name = "FILE")]
+    pub docker_tlskey: Option<String>,
 }
 
 #[derive(Debug, Clone, Deserialize, PartialEq)]
@@ -76,10 +112,32 @@ pub struct Settings {
     pub weavewait: String,
     pub bridge: String,
     pub weave_api: String,
+    pub dns_api: String,
+    /// Empty: the docker bridge's gateway IP, asked from the daemon.
+    pub dns_address: String,
+    pub no_rewrite_hosts: bool,
     pub shutdown_timeout: u64,
     /// One is the default: a second thread costs a third more CPU per byte streamed (workers
     /// wake each other for every event) and gains nothing until one core is saturated.
     pub workers: usize,
+    pub tls: bool,
+    pub tlsverify: bool,
+    /// Empty until `load` fills in the default; left empty when TLS is off.
+    pub tlscacert: String,
+    pub tlscert: String,
+    pub tlskey: String,
+    pub docker_tlsverify: bool,
+    pub docker_tlscacert: String,
+    pub docker_tlscert: String,
+    pub docker_tlskey: String,
+}
+
+/// The listener's TLS: every tcp listener gets it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ListenTls {
+    pub files: crate::tls::Files,
+    /// Require a client certificate signed by the CA (`--tlsverify`).
+    pub verify: bool,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -103,6 +161,12 @@ pub fn load_from(
 ) -> Result<Settings, ConfigError> {
     use config::{Config, Environment, File, FileFormat};
 
+    let env: Vec<(String, String)> = env.into_iter().collect();
+    let var = |name: &str| env.iter().find(|(k, _)| k == name).map(|(_, v)| v.clone());
+    let cert_dir = crate::tls::default_dir(
+        var("DOCKER_CERT_PATH").as_deref(),
+        var("HOME").or_else(home_of_user).as_deref(),
+    );
     let env: config::Map<String, String> = env
         .into_iter()
         .filter(|(k, _)| k.starts_with("WEAVEPROXY_") && !FOREIGN_ENV.contains(&k.as_str()))
@@ -119,8 +183,17 @@ pub fn load_from(
         .set_default("weavewait", "")?
         .set_default("bridge", "weave")?
         .set_default("weave_api", "http://127.0.0.1:6784")?
+        .set_default("dns_api", crate::dns_api::DEFAULT_BASE_URL)?
+        .set_default("dns_address", "")?
+        .set_default("no_rewrite_hosts", false)?
         .set_default("shutdown_timeout", 10)?
         .set_default("workers", 1)?;
+    for (key, default) in BOOL_OFF {
+        builder = builder.set_default(*key, *default)?;
+    }
+    for key in TLS_FILES {
+        builder = builder.set_default(*key, "")?;
+    }
     if let Some(path) = &cli.config {
         if !path.exists() {
             return Err(ConfigError::Invalid(format!(
@@ -152,12 +225,47 @@ pub fn load_from(
         .set_override_option("weavewait", cli.weavewait.clone())?
         .set_override_option("bridge", cli.bridge.clone())?
         .set_override_option("weave_api", cli.weave_api.clone())?
+        .set_override_option("dns_api", cli.dns_api.clone())?
+        .set_override_option("dns_address", cli.dns_address.clone())?
+        .set_override_option("no_rewrite_hosts", cli.no_rewrite_hosts)?
         .set_override_option("shutdown_timeout", cli.shutdown_timeout)?
+        .set_override_option("tls", cli.tls)?
+        .set_override_option("tlsverify", cli.tlsverify)?
+        .set_override_option("tlscacert", cli.tlscacert.clone())?
+        .set_override_option("tlscert", cli.tlscert.clone())?
+        .set_override_option("tlskey", cli.tlskey.clone())?
+        .set_override_option("docker_tlsverify", cli.docker_tlsverify)?
+        .set_override_option("docker_tlscacert", cli.docker_tlscacert.clone())?
+        .set_override_option("docker_tlscert", cli.docker_tlscert.clone())?
+        .set_override_option("docker_tlskey", cli.docker_tlskey.clone())?
         .set_override_option("workers", cli.workers.map(|n| n as u64))?;
 
-    let settings: Settings = builder.build()?.try_deserialize()?;
+    let mut settings: Settings = builder.build()?.try_deserialize()?;
     settings.validate()?;
+    settings.fill_tls_defaults(&cert_dir);
     Ok(settings)
+}
+
+const BOOL_OFF: &[(&str, bool)] = &[
+    ("tls", false),
+    ("tlsverify", false),
+    ("docker_tlsverify", false),
+];
+const TLS_FILES: &[&str] = &[
+    "tlscacert",
+    "tlscert",
+    "tlskey",
+    "docker_tlscacert",
+    "docker_tlscert",
+    "docker_tlskey",
+];
+
+/// Like Go's os/user fallback when HOME is unset (a container started without it).
+fn home_of_user() -> Option<String> {
+    nix::unistd::User::from_uid(nix::unistd::getuid())
+        .ok()
+        .flatten()
+        .map(|u| u.dir.to_string_lossy().into_owned())
 }
 
 impl Settings {
@@ -184,13 +292,90 @@ impl Settings {
         if !(1..=256).contains(&self.workers) {
             return bad(format!("workers {} is not between 1 and 256", self.workers));
         }
+        if !self.dns_address.is_empty() && self.dns_address.parse::<std::net::Ipv4Addr>().is_err() {
+            return bad(format!(
+                "dns_address \"{}\" is not an IPv4 address",
+                self.dns_address
+            ));
+        }
         if self.bridge.is_empty() || self.bridge.len() > 15 {
             return bad(format!(
                 "bridge name \"{}\" must be 1 to 15 characters",
                 self.bridge
             ));
         }
+        // A file named without the switch that uses it would leave the port in plaintext while
+        // its owner believes it is encrypted.
+        let listen_files = [
+            ("--tlscacert", &self.tlscacert),
+            ("--tlscert", &self.tlscert),
+            ("--tlskey", &self.tlskey),
+        ];
+        if !self.tls
+            && !self.tlsverify
+            && let Some((flag, _)) = listen_files.iter().find(|(_, v)| !v.is_empty())
+        {
+            return bad(format!(
+                "{flag} is set but neither --tls nor --tlsverify: refusing to listen without TLS"
+            ));
+        }
+        let daemon_files = [
+            ("--docker-tlscacert", &self.docker_tlscacert),
+            ("--docker-tlscert", &self.docker_tlscert),
+            ("--docker-tlskey", &self.docker_tlskey),
+        ];
+        if !self.docker_tlsverify {
+            if let Some((flag, _)) = daemon_files.iter().find(|(_, v)| !v.is_empty()) {
+                return bad(format!("{flag} is set but --docker-tlsverify is not"));
+            }
+        } else if !self.docker_host.starts_with("tcp://") {
+            return bad(format!(
+                "--docker-tlsverify needs a tcp://HOST:PORT daemon address, not {}",
+                self.docker_host
+            ));
+        }
         Ok(())
+    }
+
+    /// Files left unnamed get dockerd's defaults, for the sides that use TLS.
+    fn fill_tls_defaults(&mut self, dir: &std::path::Path) {
+        let d = crate::tls::Files::in_dir(dir);
+        let fill = |v: &mut String, p: &std::path::Path| {
+            if v.is_empty() {
+                *v = p.display().to_string();
+            }
+        };
+        if self.tls || self.tlsverify {
+            fill(&mut self.tlscacert, &d.ca);
+            fill(&mut self.tlscert, &d.cert);
+            fill(&mut self.tlskey, &d.key);
+        }
+        if self.docker_tlsverify {
+            fill(&mut self.docker_tlscacert, &d.ca);
+            fill(&mut self.docker_tlscert, &d.cert);
+            fill(&mut self.docker_tlskey, &d.key);
+        }
+    }
+
+    /// `None`: tcp listeners are plain.
+    pub fn listen_tls(&self) -> Option<ListenTls> {
+        (self.tls || self.tlsverify).then(|| ListenTls {
+            files: crate::tls::Files {
+                ca: self.tlscacert.clone().into(),
+                cert: self.tlscert.clone().into(),
+                key: self.tlskey.clone().into(),
+            },
+            verify: self.tlsverify,
+        })
+    }
+
+    /// `None`: the daemon is reached without TLS.
+    pub fn daemon_tls(&self) -> Option<crate::tls::Files> {
+        self.docker_tlsverify.then(|| crate::tls::Files {
+            ca: self.docker_tlscacert.clone().into(),
+            cert: self.docker_tlscert.clone().into(),
+            key: self.docker_tlskey.clone().into(),
+        })
     }
 }
 
@@ -217,6 +402,17 @@ mod tests {
         assert_eq!(s.docker_host, DEFAULT_DOCKER);
         assert!(!s.with_ipam);
         assert_eq!(s.bridge, "weave");
+        assert_eq!(s.dns_api, "http://127.0.0.1:6785");
+        assert_eq!(s.dns_address, "");
+        assert!(!s.no_rewrite_hosts && !s.with_dns && !s.without_dns);
+        let s = load_from(
+            &cli(&["--no-rewrite-hosts", "--dns-address", "10.9.0.1"]),
+            env(&[("WEAVEPROXY_DNS_API", "http://127.0.0.1:6784")]),
+        )
+        .unwrap();
+        assert!(s.no_rewrite_hosts);
+        assert_eq!(s.dns_address, "10.9.0.1");
+        assert_eq!(s.dns_api, "http://127.0.0.1:6784");
         assert_eq!(s.workers, 1);
         let s = load_from(&cli(&[]), env(&[("WEAVEPROXY_WORKERS", "4")])).unwrap();
         assert_eq!(s.workers, 4);
@@ -285,8 +481,75 @@ mod tests {
         assert!(err.to_string().contains("contradict"), "{err}");
         let err = load_from(&cli(&["--workers", "0"]), env(&[])).unwrap_err();
         assert!(err.to_string().contains("workers"), "{err}");
+        let err = load_from(&cli(&["--dns-address", "weave"]), env(&[])).unwrap_err();
+        assert!(err.to_string().contains("dns_address"), "{err}");
         let err = load_from(&cli(&["--config", "/nonexistent.toml"]), env(&[])).unwrap_err();
         assert!(err.to_string().contains("/nonexistent.toml"), "{err}");
+    }
+
+    #[test]
+    fn tls_files_default_like_dockerd() {
+        let s = load_from(&cli(&["--tlsverify"]), env(&[("HOME", "/home/u")])).unwrap();
+        let t = s.listen_tls().unwrap();
+        assert!(t.verify);
+        assert_eq!(
+            t.files,
+            crate::tls::Files::in_dir("/home/u/.docker".as_ref())
+        );
+        let s = load_from(
+            &cli(&["--tls", "--tlskey", "/k.pem"]),
+            env(&[("HOME", "/home/u"), ("DOCKER_CERT_PATH", "/certs")]),
+        )
+        .unwrap();
+        let t = s.listen_tls().unwrap();
+        assert!(!t.verify);
+        assert_eq!(t.files.cert, std::path::PathBuf::from("/certs/cert.pem"));
+        assert_eq!(t.files.key, std::path::PathBuf::from("/k.pem"));
+        assert_eq!(s.daemon_tls(), None);
+        let s = load_from(&cli(&[]), env(&[("DOCKER_CERT_PATH", "/certs")])).unwrap();
+        assert_eq!(s.listen_tls(), None);
+        assert_eq!(s.tlscert, "");
+        let s = load_from(
+            &cli(&["--tlsverify=false", "--tls=false"]),
+            env(&[("WEAVEPROXY_TLSVERIFY", "true")]),
+        )
+        .unwrap();
+        assert_eq!(s.listen_tls(), None);
+    }
+
+    #[test]
+    fn daemon_tls_settings() {
+        let s = load_from(
+            &cli(&[
+                "-D",
+                "tcp://10.0.0.1:2376",
+                "--docker-tlsverify",
+                "--docker-tlscacert",
+                "/d/ca.pem",
+            ]),
+            env(&[("DOCKER_CERT_PATH", "/certs")]),
+        )
+        .unwrap();
+        let f = s.daemon_tls().unwrap();
+        assert_eq!(f.ca, std::path::PathBuf::from("/d/ca.pem"));
+        assert_eq!(f.cert, std::path::PathBuf::from("/certs/cert.pem"));
+        assert_eq!(s.listen_tls(), None);
+    }
+
+    #[test]
+    fn tls_files_without_their_switch_are_errors() {
+        let err = load_from(&cli(&["--tlscert", "/c.pem"]), env(&[])).unwrap_err();
+        assert!(
+            err.to_string().contains("--tlscert is set but neither"),
+            "{err}"
+        );
+        let err = load_from(&cli(&["--docker-tlskey", "/k.pem"]), env(&[])).unwrap_err();
+        assert!(
+            err.to_string().contains("--docker-tlsverify is not"),
+            "{err}"
+        );
+        let err = load_from(&cli(&["--docker-tlsverify"]), env(&[])).unwrap_err();
+        assert!(err.to_string().contains("needs a tcp://"), "{err}");
     }
 
     #[test]

@@ -67,6 +67,56 @@ pub async fn watch(weave: Arc<Weave>) {
     }
 }
 
+/// Follows the daemon's container events named in `actions` forever, from `since` (seconds),
+/// resubscribing with backoff from the last event seen when the stream breaks; `on_event` gets
+/// each event in order. For the services (network, weaveDNS), which have a client of their own.
+pub async fn follow<F, Fut>(
+    docker: &bollard::Docker,
+    mut since: i64,
+    actions: &[&str],
+    mut on_event: F,
+) where
+    F: FnMut(bollard::models::EventMessage) -> Fut,
+    Fut: std::future::Future<Output = ()>,
+{
+    let mut backoff = Duration::from_millis(500);
+    loop {
+        let filters = HashMap::from([
+            ("type".to_string(), vec!["container".to_string()]),
+            (
+                "event".to_string(),
+                actions.iter().map(|a| a.to_string()).collect(),
+            ),
+        ]);
+        let mut events = docker.events(Some(EventsOptions {
+            since: Some(since.to_string()),
+            until: None,
+            filters: Some(filters),
+        }));
+        let why = loop {
+            match events.next().await {
+                None => break "event stream ended".to_string(),
+                Some(Err(e)) => break format!("event stream failed: {e}"),
+                Some(Ok(ev)) => {
+                    backoff = Duration::from_millis(500);
+                    if let Some(t) = ev.time {
+                        since = since.max(t);
+                    }
+                    on_event(ev).await;
+                }
+            }
+        };
+        tracing::warn!("{why}; resubscribing in {backoff:?}");
+        tokio::time::sleep(backoff).await;
+        backoff = (backoff * 2).min(MAX_BACKOFF);
+    }
+}
+
+/// Now, in the daemon's event time (seconds since the epoch).
+pub fn now() -> i64 {
+    now_secs()
+}
+
 /// At proxy start: prepared containers that run without their interface get it. Never kills.
 pub async fn attach_running(weave: Arc<Weave>) {
     let filters = HashMap::from([("status".to_string(), vec!["running".to_string()])]);

@@ -38,6 +38,15 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
+    // Before anything listens: a TLS file that cannot be used stops the proxy here, in one line,
+    // rather than leaving a port that serves without the certificate.
+    let tls = match Tls::load(&settings) {
+        Ok(t) => t,
+        Err(e) => {
+            eprintln!("weaveproxy: {e}");
+            return ExitCode::from(2);
+        }
+    };
     weaveproxy::logging::init(&settings.log_level, &settings.log_target);
     raise_fd_limit();
     let runtime = tokio::runtime::Builder::new_multi_thread()
@@ -51,7 +60,7 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    match runtime.block_on(run(settings)) {
+    match runtime.block_on(run(settings, tls)) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             tracing::error!("{e:#}");
@@ -61,7 +70,30 @@ fn main() -> ExitCode {
     }
 }
 
-async fn run(settings: config::Settings) -> anyhow::Result<()> {
+/// The loaded TLS configs: for the tcp listeners, and towards the daemon.
+struct Tls {
+    listen: Option<(Arc<rustls::ServerConfig>, bool)>,
+    daemon: Option<Arc<rustls::ClientConfig>>,
+}
+
+impl Tls {
+    fn load(settings: &config::Settings) -> Result<Tls, weaveproxy::tls::TlsError> {
+        let listen = match settings.listen_tls() {
+            Some(t) => Some((
+                weaveproxy::tls::server_config(&t.files, t.verify)?,
+                t.verify,
+            )),
+            None => None,
+        };
+        let daemon = match settings.daemon_tls() {
+            Some(files) => Some(weaveproxy::tls::client_config(&files)?),
+            None => None,
+        };
+        Ok(Tls { listen, daemon })
+    }
+}
+
+async fn run(settings: config::Settings, tls: Tls) -> anyhow::Result<()> {
     use anyhow::Context;
 
     let docker: DockerAddr = settings.docker_host.parse().map_err(anyhow::Error::msg)?;
@@ -75,25 +107,50 @@ async fn run(settings: config::Settings) -> anyhow::Result<()> {
         DockerAddr::Unix(p) => Some(p.clone()),
         DockerAddr::Tcp(_) => None,
     };
+    let mut upstream = Upstream::new(docker.clone());
+    if let Some(config) = tls.daemon {
+        upstream = upstream.with_tls(config).map_err(anyhow::Error::msg)?;
+    }
     let mut listeners = Vec::new();
     for addr in &addrs {
-        let l = Listener::bind(addr, like.as_deref())
+        let mut l = Listener::bind(addr, like.as_deref())
             .await
             .with_context(|| format!("cannot listen on {addr}"))?;
+        if let Some((config, _)) = &tls.listen {
+            l = l.with_tls(config.clone());
+        }
+        if l.exposed_without_tls() {
+            tracing::warn!(
+                "{} accepts plain connections from other hosts: whoever reaches it has root on this host; use --tlsverify, or listen on 127.0.0.1 or a unix socket",
+                l.local_addr()
+            );
+        }
         listeners.push(l);
     }
-    let bound: Vec<String> = listeners.iter().map(|l| l.local_addr()).collect();
+    let mode = match &tls.listen {
+        Some((_, true)) => " (TLS, client certificates verified)",
+        Some((_, false)) => " (TLS)",
+        None => "",
+    };
+    let bound: Vec<String> = listeners
+        .iter()
+        .map(|l| match l.is_tls() {
+            true => format!("{}{mode}", l.local_addr()),
+            false => l.local_addr(),
+        })
+        .collect();
     tracing::info!(
-        "weaveproxy {} listening on {}; docker daemon at {}",
+        "weaveproxy {} listening on {}; docker daemon at {}{}",
         env!("CARGO_PKG_VERSION"),
         bound.join(" "),
-        docker
+        docker,
+        if upstream.is_tls() { " (TLS)" } else { "" }
     );
-    let weave = weave_setup(&settings, &docker).await?;
+    let weave = weave_setup(&settings, &upstream).await?;
     tokio::spawn(weaveproxy::events::watch(weave.clone()));
     tokio::spawn(weaveproxy::events::attach_running(weave.clone()));
     let proxy = Arc::new(Proxy {
-        upstream: Upstream::new(docker),
+        upstream,
         weave: Some(weave),
     });
     proxy::serve(
@@ -109,7 +166,7 @@ async fn run(settings: config::Settings) -> anyhow::Result<()> {
 
 async fn weave_setup(
     settings: &config::Settings,
-    docker: &DockerAddr,
+    upstream: &Upstream,
 ) -> anyhow::Result<Arc<Weave>> {
     use anyhow::Context;
 
@@ -119,15 +176,30 @@ async fn weave_setup(
     }
     let router = RouterClient::new(&settings.weave_api).map_err(anyhow::Error::msg)?;
     let netlink = Netlink::new().context("opening a netlink socket")?;
-    let client = intercept::DockerClient::new(docker.clone());
-    Ok(Arc::new(Weave::new(
-        client,
-        settings.with_ipam,
-        weavewait,
-        settings.bridge.clone(),
-        netlink,
-        router,
-    )))
+    let dns_client =
+        weaveproxy::dns_api::DnsClient::new(&settings.dns_api).map_err(anyhow::Error::msg)?;
+    let dns_address = match settings.dns_address.as_str() {
+        "" => None,
+        a => Some(a.parse().context("dns_address")?),
+    };
+    let dns = intercept::Dns::new(
+        intercept::DnsMode::from_flags(settings.with_dns, settings.without_dns),
+        dns_client,
+        dns_address,
+    );
+    let client = intercept::DockerClient::new(upstream.clone());
+    Ok(Arc::new(
+        Weave::new(
+            client,
+            settings.with_ipam,
+            weavewait,
+            settings.bridge.clone(),
+            netlink,
+            router,
+        )
+        .with_dns(dns)
+        .with_rewrite_hosts(!settings.no_rewrite_hosts),
+    ))
 }
 
 /// In the proxy's container, the volume that carries weavewait to other containers is mounted

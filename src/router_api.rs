@@ -127,6 +127,17 @@ impl RouterClient {
     }
 
     async fn request(&self, method: Method, path: &str) -> Result<RawReply, RouterError> {
+        self.request_form(method, path, "check-alive=true".to_string())
+            .await
+    }
+
+    /// One request with `form` as its body; `NotRunning` when nothing listens.
+    pub(crate) async fn request_form(
+        &self,
+        method: Method,
+        path: &str,
+        form: String,
+    ) -> Result<RawReply, RouterError> {
         let http = |e: hyper::Error| RouterError::Http(e.to_string());
         // Refused or unreachable both mean "nothing useful is listening there".
         let stream = match tokio::time::timeout(
@@ -156,7 +167,7 @@ impl RouterClient {
             .uri(path)
             .header(HOST, &self.authority)
             .header(CONTENT_TYPE, "application/x-www-form-urlencoded")
-            .body(Full::new(Bytes::from_static(b"check-alive=true")))
+            .body(Full::new(Bytes::from(form)))
             .map_err(|e| RouterError::Http(e.to_string()))?;
         let result = async {
             let resp = sender.send_request(req).await.map_err(http)?;
@@ -186,13 +197,13 @@ fn check_id(id: &str) -> Result<(), RouterError> {
     }
 }
 
-struct RawReply {
-    status: StatusCode,
-    body: String,
+pub(crate) struct RawReply {
+    pub status: StatusCode,
+    pub body: String,
 }
 
 impl RawReply {
-    fn expect_ok(self) -> Result<String, RouterError> {
+    pub(crate) fn expect_ok(self) -> Result<String, RouterError> {
         if self.status.is_success() {
             Ok(self.body)
         } else {

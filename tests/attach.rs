@@ -9,12 +9,6 @@ use support::*;
 
 const CHECK_ETHWE_UP: &[&str] = &["grep", "^1$", "/sys/class/net/ethwe/carrier"];
 
-fn inspect(name: &str, format: &str) -> String {
-    ok(docker(DIRECT, &["inspect", "-f", format, name]))
-        .trim()
-        .to_string()
-}
-
 #[test]
 fn seed_usage_run_form() {
     let p = ProxyProc::start(&[]);
@@ -540,17 +534,6 @@ fn invalid_weave_cidr_is_one_line_and_creates_nothing() {
             "nothing created for {bad}"
         );
     }
-}
-
-fn wait_until(what: &str, mut f: impl FnMut() -> bool) {
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while Instant::now() < deadline {
-        if f() {
-            return;
-        }
-        std::thread::sleep(Duration::from_millis(100));
-    }
-    panic!("timed out waiting for {what}");
 }
 
 #[test]

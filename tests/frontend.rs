@@ -8,7 +8,7 @@ use std::collections::HashSet;
 use std::net::Ipv4Addr;
 use std::process::Command;
 
-use support::{Cleanup, DIRECT, Out, Services, docker, ok};
+use support::{Cleanup, DIRECT, Out, Services, docker, ethwe_v4, in_subnet, ok};
 
 /// `export DOCKER_HOST=...` → the address.
 fn docker_host_from_proxy_env(s: &Services) -> String {
@@ -18,21 +18,6 @@ fn docker_host_from_proxy_env(s: &Services) -> String {
         .strip_prefix("export DOCKER_HOST=")
         .unwrap_or_else(|| panic!("proxy-env printed {env:?}"));
     host.to_string()
-}
-
-fn ethwe_v4(out: &str) -> Vec<(Ipv4Addr, u8)> {
-    out.split_whitespace()
-        .skip_while(|w| *w != "inet")
-        .filter_map(|w| {
-            let (ip, len) = w.split_once('/')?;
-            Some((ip.parse().ok()?, len.parse().ok()?))
-        })
-        .collect()
-}
-
-fn in_subnet(ip: Ipv4Addr, net: Ipv4Addr, len: u8) -> bool {
-    let mask = u32::MAX << (32 - u32::from(len));
-    u32::from(ip) & mask == u32::from(net) & mask
 }
 
 #[test]
@@ -106,6 +91,34 @@ fn launch_proxy_then_seed_usage_through_proxy_env() {
         "{out}"
     );
 
+    // A legacy start that moves the container to the host's network (W-03): the proxy in its
+    // container hands over the weavewait that does not wait, from the volume's host path.
+    let legacy = cleanup.container("legacy");
+    ok(docker(
+        &host,
+        &[
+            "create",
+            "--name",
+            &legacy,
+            "-e",
+            "WEAVE_CIDR=10.2.1.3/24",
+            img,
+            "sh",
+            "-c",
+            "test ! -e /sys/class/net/ethwe",
+        ],
+    ));
+    let body = r#"{"HostConfig":{"NetworkMode":"host"}}"#;
+    let mut raw = support::Raw::tcp(host.trim_start_matches("tcp://"));
+    raw.send(format!("POST /v1.20/containers/{legacy}/start HTTP/1.1\r\nHost: docker\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}", body.len()).as_bytes());
+    let (head, resp) = raw.read_response();
+    assert!(
+        head.starts_with("HTTP/1.1 204"),
+        "{head}{}",
+        String::from_utf8_lossy(&resp)
+    );
+    assert_eq!(ok(docker(DIRECT, &["wait", &legacy])).trim(), "0");
+
     // Per-command form, and an ordinary command through the proxy.
     let cfg = ok(s.weave(&["proxy-config"]));
     let ps = Command::new("docker")
@@ -128,6 +141,40 @@ fn launch_proxy_then_seed_usage_through_proxy_env() {
     let again = s.weave(&["stop-proxy"]);
     assert_ne!(again.code, 0);
     assert!(again.stderr.contains("not running"), "{}", again.stderr);
+}
+
+/// The image is FROM scratch with static binaries, and small (issue: ≤ 10 MiB).
+#[test]
+fn product_image_is_static_and_small() {
+    let s = Services::new();
+    let size: u64 = ok(docker(
+        DIRECT,
+        &["image", "inspect", "-f", "{{.Size}}", &s.image],
+    ))
+    .trim()
+    .parse()
+    .unwrap();
+    assert!(size <= 10 * 1024 * 1024, "image is {size} bytes");
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("target/image");
+    for bin in ["weaveproxy", "weavewait"] {
+        let out = Command::new("file").arg(root.join(bin)).output().unwrap();
+        let kind = String::from_utf8_lossy(&out.stdout);
+        assert!(kind.contains("static"), "{bin}: {kind}");
+    }
+    // The front end is the same binary, by name, in the image too.
+    let out = ok(docker(
+        DIRECT,
+        &[
+            "run",
+            "--rm",
+            "--entrypoint",
+            "/weaveproxy",
+            &s.image,
+            "weave",
+            "--version",
+        ],
+    ));
+    assert!(out.starts_with("weave "), "{out}");
 }
 
 #[test]
@@ -157,6 +204,16 @@ fn launch_and_with_ipam_allocate_release_and_fail_clearly() {
     let mut cleanup = Cleanup::new();
     let img = support::image();
     let range: Ipv4Addr = "10.44.0.0".parse().unwrap();
+
+    // The seed's second host (`weave launch host1`) needs Weave Net's router: said plainly.
+    let peer = s.weave(&["launch", "host1"]);
+    assert_ne!(peer.code, 0);
+    assert!(peer.stderr.contains("single-host"), "{}", peer.stderr);
+    assert_ne!(
+        docker(DIRECT, &["inspect", "weave"]).code,
+        0,
+        "nothing launched"
+    );
 
     let id = ok(s.weave(&["launch", "--ipalloc-range", "10.44.0.0/16"]));
     assert_eq!(id.trim().len(), 64, "{id}");
@@ -364,7 +421,25 @@ fn compose_up_runs_the_services_and_user_projects_work_through_the_proxy() {
         let _ = compose(DIRECT, root, &services, &["down", "-v"]);
     };
     let _down = Down(&down_services);
-    let up = compose(DIRECT, root, &services, &["up", "-d"]);
+    // weaveDNS forwards to a resolver of the test's own: nothing asked leaves the machine.
+    let upstream = support::fake_dns::FakeUpstream::start();
+    let override_dir = tempfile::tempdir().unwrap();
+    let override_file = override_dir.path().join("test.yaml");
+    std::fs::write(
+        &override_file,
+        format!(
+            "services:\n  weavedns:\n    command: [\"--upstream\", \"{}\"]\n",
+            upstream.addr
+        ),
+    )
+    .unwrap();
+    let files = ["-f", "compose.yaml", "-f", override_file.to_str().unwrap()];
+    let up = compose(
+        DIRECT,
+        root,
+        &services,
+        &[&files[..], &["up", "-d"]].concat(),
+    );
     assert_eq!(up.code, 0, "{}", up.stderr);
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
     while std::net::TcpStream::connect("127.0.0.1:12375").is_err() {
@@ -408,6 +483,22 @@ fn compose_up_runs_the_services_and_user_projects_work_through_the_proxy() {
         &["exec", &a, "ping", "-c", "1", "-W", "5", "10.2.5.2"],
     ));
     assert!(out.contains("1 packets received"), "{out}");
+    // By name too: b's container name is its host name in the weave domain, in weaveDNS.
+    let b = container("b");
+    let b_name = ok(docker(DIRECT, &["inspect", "-f", "{{.Name}}", &b]));
+    let b_name = b_name.trim().trim_start_matches('/');
+    for name in [b_name.to_string(), format!("{b_name}.weave.local")] {
+        let out = ok(docker(
+            proxy,
+            &["exec", &a, "ping", "-c", "1", "-W", "5", &name],
+        ));
+        assert!(out.contains("(10.2.5.2)"), "{name}: {out}");
+    }
+    assert!(
+        !upstream.asked().iter().any(|q| q.contains("weave.local")),
+        "weave names are answered by weaveDNS: {:?}",
+        upstream.asked()
+    );
     // On the project's own network the proxy hands off, and says why.
     let c = container("c");
     let out = docker(proxy, &["exec", &c, "ip", "link", "show", "ethwe"]);

@@ -566,74 +566,6 @@ pub fn open_fds(pid: u32) -> usize {
         .unwrap_or(0)
 }
 
-/// The network service (`weave launch`'s IPAM) as a process of the release binary, on a port,
-/// data directory and bridge of its own; stopped on drop.
-pub struct NetworkService {
-    child: std::process::Child,
-    pub url: String,
-    pub log: std::path::PathBuf,
-    _dir: tempfile::TempDir,
-}
-
-impl NetworkService {
-    /// A free port for [`NetworkService::start`], so that a proxy can be pointed at the
-    /// service before it runs.
-    pub fn free_port() -> u16 {
-        crate::support::free_port()
-    }
-
-    pub fn url(port: u16) -> String {
-        format!("http://127.0.0.1:{port}")
-    }
-
-    pub fn start(bin: &Path, bridge: &str, range: &str, port: u16) -> NetworkService {
-        let dir = tempfile::tempdir().expect("tempdir");
-        let log = dir.path().join("service.log");
-        let child = std::process::Command::new(bin)
-            .args([
-                "weave",
-                "serve-network",
-                "--ipalloc-range",
-                range,
-                "--bridge",
-                bridge,
-            ])
-            .arg("--http-addr")
-            .arg(format!("127.0.0.1:{port}"))
-            .arg("--data-dir")
-            .arg(dir.path().join("db"))
-            .env("DOCKER_HOST", "unix:///var/run/docker.sock")
-            .stdin(std::process::Stdio::null())
-            .stdout(std::process::Stdio::null())
-            .stderr(std::fs::File::create(&log).expect("log file"))
-            .spawn()
-            .expect("start the network service");
-        let svc = NetworkService {
-            child,
-            url: NetworkService::url(port),
-            log,
-            _dir: dir,
-        };
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while TcpStream::connect(("127.0.0.1", port)).is_err() {
-            assert!(
-                Instant::now() < deadline,
-                "network service did not start: {}",
-                std::fs::read_to_string(&svc.log).unwrap_or_default()
-            );
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        svc
-    }
-}
-
-impl Drop for NetworkService {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
 /// Runs the docker CLI and times it; panics (with its output) if it fails.
 pub fn timed_docker(host: &str, args: &[&str]) -> Duration {
     let t = Instant::now();
@@ -647,21 +579,16 @@ pub fn timed_docker(host: &str, args: &[&str]) -> Duration {
 /// `weave launch` + `weave launch-proxy` run, without the fixed names.
 pub struct Weave {
     // Stopped before the proxy, whose guard removes the bridge they share.
-    pub service: NetworkService,
+    pub service: crate::support::NetworkService,
     pub proxy: crate::support::ProxyProc,
 }
 
 impl Weave {
     pub fn start(range: &str) -> Weave {
-        let port = NetworkService::free_port();
-        let proxy =
-            crate::support::ProxyProc::start_release(&["--weave-api", &NetworkService::url(port)]);
-        let service = NetworkService::start(
-            &crate::support::release_binary(),
-            &proxy.bridge,
-            range,
-            port,
-        );
+        let port = crate::support::free_port();
+        let api = format!("http://127.0.0.1:{port}");
+        let proxy = crate::support::ProxyProc::start_release(&["--weave-api", &api]);
+        let service = crate::support::NetworkService::start_release_on(port, &proxy.bridge, range);
         Weave { service, proxy }
     }
 }

@@ -13,6 +13,10 @@ use std::process::{Command, ExitCode};
 use std::time::{Duration, Instant};
 
 const DEFAULT_IFACE: &str = "ethwe";
+/// Present when the proxy learnt only at start (a legacy start body) that the container shares
+/// the host's or another container's network namespace: there is no interface of ours to wait
+/// for, so the command runs at once.
+const NOOP_MARKER: &str = "/w-noop";
 const DEFAULT_TIMEOUT_SECS: f64 = 30.0;
 /// The proxy configures the interface within milliseconds of the container starting.
 const POLL: Duration = Duration::from_millis(5);
@@ -35,7 +39,8 @@ fn main() -> ExitCode {
         Err(_) => Duration::from_secs_f64(DEFAULT_TIMEOUT_SECS),
     };
 
-    if let Err(state) = wait_for(&iface, timeout) {
+    let shared_namespace = std::path::Path::new(NOOP_MARKER).exists();
+    if !shared_namespace && let Err(state) = wait_for(&iface, timeout) {
         eprintln!(
             "weavewait: timed out after {:.1}s waiting for the weave network interface {iface} ({state}); \
              is the container being attached by the weave proxy?",

@@ -134,6 +134,40 @@ impl Netlink {
         }
     }
 
+    /// Gives link `name` the address `cidr`, if it has not got it yet.
+    pub async fn add_link_address(&self, name: &str, cidr: Cidr) -> Result<(), AttachError> {
+        let link = self
+            .link_by_name(name)
+            .await?
+            .ok_or_else(|| AttachError::Other(format!("no link {name}")))?;
+        add_addresses(&self.handle, link.header.index, &[cidr]).await?;
+        Ok(())
+    }
+
+    /// Takes `cidr` off link `name`; `false` if it did not have it (or there is no such link).
+    pub async fn del_link_address(&self, name: &str, cidr: Cidr) -> Result<bool, AttachError> {
+        let Some(link) = self.link_by_name(name).await? else {
+            return Ok(false);
+        };
+        let mut addrs = self
+            .handle
+            .address()
+            .get()
+            .set_link_index_filter(link.header.index)
+            .execute();
+        while let Some(msg) = addrs.try_next().await? {
+            let matches = msg.header.prefix_len == cidr.prefix
+                && msg.attributes.iter().any(
+                    |a| matches!(a, AddressAttribute::Address(ip) if *ip == IpAddr::V4(cidr.addr)),
+                );
+            if matches {
+                self.handle.address().del(msg).execute().await?;
+                return Ok(true);
+            }
+        }
+        Ok(false)
+    }
+
     /// Attaches the network namespace of process `pid` to `bridge` with `cidrs`. Idempotent:
     /// with `ethwe` present it only adds missing addresses.
     pub async fn attach(

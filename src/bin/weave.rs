@@ -1,6 +1,6 @@
 //! `weave`: the front end. Each service is a container from the weaveproxy image:
-//! `weave launch` (the single-host network: bridge + IPAM), `weave launch-proxy`, and their
-//! `stop-*`, `proxy-env`, `proxy-config`, `status` and `ps`.
+//! `weave launch` (the single-host network: bridge + IPAM), `weave launch-dns` (weaveDNS),
+//! `weave launch-proxy`, and their `stop-*`, `proxy-env`, `proxy-config`, `status` and `ps`.
 
 use std::process::ExitCode;
 use std::time::{Duration, Instant};
@@ -16,6 +16,7 @@ use futures_util::StreamExt;
 
 const PROXY: &str = "weaveproxy";
 const ROUTER: &str = "weave";
+const DNS: &str = "weavedns";
 const WEAVEWAIT_VOLUME: &str = "weaveproxy-weavewait";
 const DB_VOLUME: &str = "weavedb";
 /// As in compose.yaml.
@@ -41,6 +42,18 @@ enum Command {
     },
     /// Stop the weave network service
     Stop,
+    /// Start weaveDNS, with ADDR/CIDR as its address on the weave network; FLAGS go to it
+    /// (--domain, --upstream, --listen-address, --http-addr)
+    LaunchDns {
+        #[arg(
+            trailing_var_arg = true,
+            allow_hyphen_values = true,
+            value_name = "[ADDR/CIDR] FLAGS"
+        )]
+        args: Vec<String>,
+    },
+    /// Stop weaveDNS
+    StopDns,
     /// Start the proxy; FLAGS go to it (-H, -D, --with-ipam, --with-dns, --tlsverify, ...)
     LaunchProxy {
         #[arg(
@@ -69,6 +82,12 @@ enum Command {
         #[arg(long, default_value = "weave")]
         bridge: String,
     },
+    /// Run weaveDNS in this process (the `weavedns` container's command)
+    #[command(hide = true)]
+    ServeDns {
+        #[command(flatten)]
+        opts: weaveproxy::dns::Options,
+    },
 }
 
 #[derive(clap::Args)]
@@ -79,6 +98,9 @@ struct LaunchOpts {
     /// Subnet for containers that ask for none in particular [default: the whole range]
     #[arg(long, value_name = "CIDR")]
     ipalloc_default_subnet: Option<String>,
+    /// Other hosts to join (as in `weave launch host1`): needs Weave Net's router
+    #[arg(value_name = "PEER")]
+    peers: Vec<String>,
 }
 
 fn image() -> String {
@@ -92,7 +114,7 @@ fn main() -> ExitCode {
 /// Also reached as `weaveproxy weave ...`: the image carries one multi-call binary.
 pub fn run_cli(args: impl IntoIterator<Item = std::ffi::OsString>) -> ExitCode {
     let cli = Cli::parse_from(args);
-    if let Command::ServeNetwork { .. } = cli.command {
+    if let Command::ServeNetwork { .. } | Command::ServeDns { .. } = cli.command {
         weaveproxy::logging::init("info", "auto");
     }
     let rt = match tokio::runtime::Runtime::new() {
@@ -129,19 +151,33 @@ async fn run(cmd: Command) -> anyhow::Result<()> {
     match cmd {
         Command::Launch { opts } => launch(opts).await,
         Command::Stop => stop(ROUTER, "weave is not running.").await,
+        Command::LaunchDns { args } => launch_dns(args).await,
+        Command::StopDns => stop(DNS, "weaveDNS is not running.").await,
         Command::LaunchProxy { flags } => launch_proxy(flags).await,
         Command::StopProxy => stop(PROXY, "Proxy is not running.").await,
         Command::ProxyEnv => {
-            println!("export DOCKER_HOST={}", proxy_addr().await?);
+            let (addr, tls) = proxy_addr().await?;
+            println!("export DOCKER_HOST={addr}");
+            match tls {
+                ClientTls::Verify => println!("export DOCKER_TLS_VERIFY=1"),
+                ClientTls::Encrypt => println!("export DOCKER_TLS=1"),
+                ClientTls::Off => {}
+            }
             Ok(())
         }
         Command::ProxyConfig => {
-            println!("-H={}", proxy_addr().await?);
+            let (addr, tls) = proxy_addr().await?;
+            match tls {
+                ClientTls::Verify => println!("--tlsverify -H={addr}"),
+                ClientTls::Encrypt => println!("--tls -H={addr}"),
+                ClientTls::Off => println!("-H={addr}"),
+            }
             Ok(())
         }
         Command::Status => status().await,
         Command::Ps => ps().await,
         Command::ServeNetwork { opts, bridge } => serve_network(opts, bridge).await,
+        Command::ServeDns { opts } => serve_dns(opts).await,
     }
 }
 
@@ -282,6 +318,12 @@ async fn logs(d: &Docker, name: &str) -> String {
 }
 
 async fn launch(opts: LaunchOpts) -> anyhow::Result<()> {
+    if !opts.peers.is_empty() {
+        anyhow::bail!(
+            "cannot join {}: this network service is single-host. To span hosts, run Weave Net's router on each host and point each proxy at it (weave launch-proxy --weave-api http://127.0.0.1:6784)",
+            opts.peers.join(" ")
+        );
+    }
     let d = docker()?;
     check_image(&d).await?;
     check_not_running(&d, ROUTER, "weave stop").await?;
@@ -300,35 +342,64 @@ async fn launch(opts: LaunchOpts) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// `[ADDR/CIDR] [FLAGS...]` → the service's arguments, and where its HTTP API will listen.
+fn dns_args(args: Vec<String>) -> anyhow::Result<(Vec<String>, String)> {
+    let mut out = vec!["serve-dns".to_string()];
+    let mut rest = args.into_iter().peekable();
+    if let Some(first) = rest.next_if(|a| !a.starts_with('-')) {
+        let cidr: weaveproxy::weave_cidr::Cidr = first
+            .parse()
+            .map_err(|_| anyhow::anyhow!("{first:?} is not ADDR/CIDR (e.g. 10.2.4.1/24)"))?;
+        if cidr.is_network() {
+            anyhow::bail!("{cidr} is a network address; weaveDNS needs a host address in it");
+        }
+        out.extend(["--weave-cidr".to_string(), cidr.to_string()]);
+    }
+    let mut http = weaveproxy::dns::DEFAULT_HTTP_ADDR.to_string();
+    let mut it = rest.peekable();
+    while let Some(a) = it.next() {
+        if a == "--http-addr" {
+            if let Some(v) = it.peek() {
+                http = v.clone();
+            }
+        } else if let Some(v) = a.strip_prefix("--http-addr=") {
+            http = v.to_string();
+        }
+        out.push(a);
+    }
+    Ok((out, http))
+}
+
+async fn launch_dns(args: Vec<String>) -> anyhow::Result<()> {
+    let (args, http) = dns_args(args)?;
+    let d = docker()?;
+    check_image(&d).await?;
+    check_not_running(&d, DNS, "weave stop-dns").await?;
+    let id = run_service(&d, DNS, &["/weaveproxy", "weave"], args, Vec::new()).await?;
+    let api = weaveproxy::dns_api::DnsClient::new(&http).map_err(anyhow::Error::msg)?;
+    wait_ready(&d, DNS, || async { api.status().await.is_ok() }).await?;
+    println!("{id}");
+    Ok(())
+}
+
 async fn launch_proxy(flags: Vec<String>) -> anyhow::Result<()> {
     let d = docker()?;
     check_image(&d).await?;
     check_not_running(&d, PROXY, "weave stop-proxy").await?;
     let mut binds = vec![format!("{WEAVEWAIT_VOLUME}:/w")];
-    let mut args = Vec::new();
-    // TLS files live on the host: each is mounted read-only where the proxy reads it.
-    let mut it = flags.into_iter();
-    while let Some(flag) = it.next() {
-        let (name, value) = match flag.split_once('=') {
-            Some((n, v)) => (n.to_string(), Some(v.to_string())),
-            None => (flag.clone(), None),
-        };
-        if let Some(file) = ["--tlscacert", "--tlscert", "--tlskey"]
-            .iter()
-            .find(|f| **f == name)
-        {
-            let value = match value {
-                Some(v) => v,
-                None => it
-                    .next()
-                    .ok_or_else(|| anyhow::anyhow!("{name} needs a file"))?,
-            };
-            let inside = format!("/tls/{}.pem", file.trim_start_matches("--tls"));
-            binds.push(format!("{value}:{inside}:ro"));
-            args.push(format!("{name}={inside}"));
-        } else {
-            args.push(flag);
-        }
+    let default_dir = weaveproxy::tls::default_dir(
+        std::env::var("DOCKER_CERT_PATH").ok().as_deref(),
+        std::env::var("HOME").ok().as_deref(),
+    );
+    let (args, files) = tls_files(flags, &default_dir).map_err(anyhow::Error::msg)?;
+    // TLS files live on the host: each is mounted read-only where the proxy reads it. A missing
+    // one must stop us here, or docker would make an empty directory of that name.
+    for (flag, host, inside) in files {
+        let host = std::fs::canonicalize(&host)
+            .ok()
+            .filter(|p| p.is_file())
+            .ok_or_else(|| anyhow::anyhow!("{flag} {}: no such file", host.display()))?;
+        binds.push(format!("{}:{inside}:ro", host.display()));
     }
     let addrs = listen_addrs(&args);
     let id = run_service(&d, PROXY, &["/weaveproxy"], args, binds).await?;
@@ -339,6 +410,87 @@ async fn launch_proxy(flags: Vec<String>) -> anyhow::Result<()> {
     .await?;
     println!("{id}");
     Ok(())
+}
+
+/// The proxy's TLS file flags, and where each file is mounted in its container.
+const TLS_FILE_FLAGS: &[(&str, &str)] = &[
+    ("--tlscacert", "/tls/ca.pem"),
+    ("--tlscert", "/tls/cert.pem"),
+    ("--tlskey", "/tls/key.pem"),
+    ("--docker-tlscacert", "/tls/docker-ca.pem"),
+    ("--docker-tlscert", "/tls/docker-cert.pem"),
+    ("--docker-tlskey", "/tls/docker-key.pem"),
+];
+
+/// (flag, file on the host, path in the proxy's container).
+type TlsMount = (&'static str, std::path::PathBuf, &'static str);
+
+/// Rewrites the proxy's flags so that it reads its TLS files from read-only mounts: each file
+/// flag (`--x v` or `--x=v`) points inside the container, and a file left to its default is
+/// taken from the host's default place (`DOCKER_CERT_PATH`, else `~/.docker`) as the proxy
+/// would on the host. Returns the flags and (flag, host file, path inside) to mount.
+fn tls_files(
+    flags: Vec<String>,
+    default_dir: &std::path::Path,
+) -> Result<(Vec<String>, Vec<TlsMount>), String> {
+    let mut args = Vec::new();
+    let mut files = Vec::new();
+    let mut it = flags.into_iter();
+    while let Some(flag) = it.next() {
+        let (name, value) = match flag.split_once('=') {
+            Some((n, v)) => (n, Some(v.to_string())),
+            None => (flag.as_str(), None),
+        };
+        let Some((name, inside)) = TLS_FILE_FLAGS.iter().find(|(f, _)| *f == name).copied() else {
+            args.push(flag);
+            continue;
+        };
+        let value = match value {
+            Some(v) => v,
+            None => it.next().ok_or_else(|| format!("{name} needs a file"))?,
+        };
+        files.retain(|(f, _, _)| *f != name);
+        files.push((name, std::path::PathBuf::from(value), inside));
+        args.retain(|a: &String| !a.starts_with(&format!("{name}=")));
+        args.push(format!("{name}={inside}"));
+    }
+    let verify = flag_on(&args, "--tlsverify");
+    let defaults: &[(&str, bool)] = &[
+        ("--tlscacert", verify),
+        ("--tlscert", verify || flag_on(&args, "--tls")),
+        ("--tlskey", verify || flag_on(&args, "--tls")),
+        ("--docker-tlscacert", flag_on(&args, "--docker-tlsverify")),
+        ("--docker-tlscert", flag_on(&args, "--docker-tlsverify")),
+        ("--docker-tlskey", flag_on(&args, "--docker-tlsverify")),
+    ];
+    for (name, needed) in defaults {
+        if !needed || files.iter().any(|(f, _, _)| f == name) {
+            continue;
+        }
+        let Some((name, inside)) = TLS_FILE_FLAGS.iter().find(|(f, _)| f == name).copied() else {
+            continue;
+        };
+        let file = inside.rsplit('/').next().unwrap_or(inside);
+        let file = file.strip_prefix("docker-").unwrap_or(file);
+        files.push((name, default_dir.join(file), inside));
+        args.push(format!("{name}={inside}"));
+    }
+    Ok((args, files))
+}
+
+/// Whether a boolean flag of the proxy is on in `args`: `--x`, `--x=true` or `--x true`; the
+/// last one wins, as with the proxy's own parser.
+fn flag_on(args: &[String], name: &str) -> bool {
+    let mut on = false;
+    let mut it = args.iter().peekable();
+    while let Some(a) = it.next() {
+        if a == name {
+            on = it.peek().map(|v| v.as_str()) != Some("false");
+        } else if let Some(v) = a.strip_prefix(name).and_then(|r| r.strip_prefix('=')) {
+            on = v == "true";
+        }
+    }
+    on
 }
 
 fn listening(addr: &str) -> bool {
@@ -400,19 +552,44 @@ async fn proxy_args(d: &Docker) -> anyhow::Result<Vec<String>> {
     }
 }
 
-/// The first tcp listen address (else the first one), as a client reaches it.
-async fn proxy_addr() -> anyhow::Result<String> {
+/// What a docker client needs to talk to the proxy's tcp listener.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum ClientTls {
+    Off,
+    /// `--tls`: encrypted, no client certificate asked for.
+    Encrypt,
+    /// `--tlsverify`: the client presents its certificate and checks the proxy's.
+    Verify,
+}
+
+fn client_tls(args: &[String], addr: &str) -> ClientTls {
+    if !addr.starts_with("tcp://") {
+        ClientTls::Off
+    } else if flag_on(args, "--tlsverify") {
+        ClientTls::Verify
+    } else if flag_on(args, "--tls") {
+        ClientTls::Encrypt
+    } else {
+        ClientTls::Off
+    }
+}
+
+/// The first tcp listen address (else the first one), as a client reaches it, and the TLS the
+/// client must use there.
+async fn proxy_addr() -> anyhow::Result<(String, ClientTls)> {
     let d = docker()?;
-    let addrs = listen_addrs(&proxy_args(&d).await?);
+    let args = proxy_args(&d).await?;
+    let addrs = listen_addrs(&args);
     let addr = addrs
         .iter()
         .find(|a| a.starts_with("tcp://"))
         .or(addrs.first())
         .cloned()
         .unwrap_or_default();
-    Ok(client_addr(
-        &addr,
-        std::env::var("DOCKER_HOST").ok().as_deref(),
+    let tls = client_tls(&args, &addr);
+    Ok((
+        client_addr(&addr, std::env::var("DOCKER_HOST").ok().as_deref()),
+        tls,
     ))
 }
 
@@ -466,6 +643,17 @@ async fn status() -> anyhow::Result<()> {
         }
         Err(_) => println!("weave network service is not running"),
     }
+    let dns = weaveproxy::dns_api::DnsClient::new(weaveproxy::dns_api::DEFAULT_BASE_URL)
+        .map_err(anyhow::Error::msg)?;
+    match dns.status().await {
+        Ok(s) => {
+            println!("weaveDNS is running");
+            for line in s.lines() {
+                println!("        {line}");
+            }
+        }
+        Err(_) => println!("weaveDNS is not running"),
+    }
     let d = docker()?;
     match proxy_args(&d).await {
         Ok(args) => {
@@ -507,16 +695,27 @@ async fn serve_network(opts: weaveproxy::network::Options, bridge: String) -> an
     let netlink = weaveproxy::attach::Netlink::new()?;
     netlink.ensure_bridge(&bridge).await?;
     let docker = Docker::connect_with_defaults().ok();
-    let shutdown = async {
-        use tokio::signal::unix::{SignalKind, signal};
-        if let (Ok(mut t), Ok(mut i)) = (
-            signal(SignalKind::terminate()),
-            signal(SignalKind::interrupt()),
-        ) {
-            tokio::select! { _ = t.recv() => {}, _ = i.recv() => {} }
-        }
+    weaveproxy::network::serve(opts, docker, shutdown()).await
+}
+
+async fn serve_dns(opts: weaveproxy::dns::Options) -> anyhow::Result<()> {
+    // Only the weave address needs netlink; without one the service needs no privileges.
+    let netlink = match opts.weave_cidr {
+        Some(_) => Some(weaveproxy::attach::Netlink::new()?),
+        None => None,
     };
-    weaveproxy::network::serve(opts, docker, shutdown).await
+    let docker = Docker::connect_with_defaults().ok();
+    weaveproxy::dns::serve(opts, docker, netlink, shutdown()).await
+}
+
+async fn shutdown() {
+    use tokio::signal::unix::{SignalKind, signal};
+    if let (Ok(mut t), Ok(mut i)) = (
+        signal(SignalKind::terminate()),
+        signal(SignalKind::interrupt()),
+    ) {
+        tokio::select! { _ = t.recv() => {}, _ = i.recv() => {} }
+    }
 }
 
 #[cfg(test)]
@@ -540,6 +739,126 @@ mod tests {
             ])),
             s(&["tcp://127.0.0.1:9999", "unix:///x.sock", "unix:///y.sock"])
         );
+    }
+
+    #[test]
+    fn tls_files_become_read_only_mounts() {
+        let dir = std::path::Path::new("/home/u/.docker");
+        let (args, files) = tls_files(
+            s(&[
+                "--tlsverify",
+                "--tlscacert=/tls/ca.pem",
+                "--tlscert",
+                "/h/server-cert.pem",
+                "-H",
+                "tcp://0.0.0.0:12375",
+            ]),
+            dir,
+        )
+        .unwrap();
+        assert_eq!(
+            args,
+            s(&[
+                "--tlsverify",
+                "--tlscacert=/tls/ca.pem",
+                "--tlscert=/tls/cert.pem",
+                "-H",
+                "tcp://0.0.0.0:12375",
+                "--tlskey=/tls/key.pem"
+            ])
+        );
+        let files: Vec<_> = files
+            .iter()
+            .map(|(f, h, i)| (*f, h.display().to_string(), *i))
+            .collect();
+        assert_eq!(
+            files,
+            vec![
+                ("--tlscacert", "/tls/ca.pem".to_string(), "/tls/ca.pem"),
+                (
+                    "--tlscert",
+                    "/h/server-cert.pem".to_string(),
+                    "/tls/cert.pem"
+                ),
+                (
+                    "--tlskey",
+                    "/home/u/.docker/key.pem".to_string(),
+                    "/tls/key.pem"
+                ),
+            ]
+        );
+
+        let (args, files) = tls_files(
+            s(&[
+                "-D",
+                "tcp://h:2376",
+                "--docker-tlsverify",
+                "--docker-tlskey=/k.pem",
+            ]),
+            dir,
+        )
+        .unwrap();
+        assert_eq!(
+            args,
+            s(&[
+                "-D",
+                "tcp://h:2376",
+                "--docker-tlsverify",
+                "--docker-tlskey=/tls/docker-key.pem",
+                "--docker-tlscacert=/tls/docker-ca.pem",
+                "--docker-tlscert=/tls/docker-cert.pem"
+            ])
+        );
+        assert_eq!(files[1].1, dir.join("ca.pem"));
+
+        let (args, files) = tls_files(s(&["--with-ipam"]), dir).unwrap();
+        assert_eq!((args, files.len()), (s(&["--with-ipam"]), 0));
+        let (_, files) = tls_files(s(&["--tls"]), dir).unwrap();
+        assert_eq!(files.len(), 2, "--tls needs no CA");
+        assert!(tls_files(s(&["--tlskey"]), dir).is_err());
+    }
+
+    #[test]
+    fn boolean_flags_and_client_tls() {
+        assert!(flag_on(&s(&["--tlsverify"]), "--tlsverify"));
+        assert!(flag_on(&s(&["--tlsverify", "-H", "x"]), "--tlsverify"));
+        assert!(!flag_on(&s(&["--tlsverify", "false"]), "--tlsverify"));
+        assert!(!flag_on(
+            &s(&["--tlsverify", "--tlsverify=false"]),
+            "--tlsverify"
+        ));
+        assert!(flag_on(&s(&["--tlsverify=true"]), "--tlsverify"));
+        assert!(!flag_on(&s(&["--tlsverifyx"]), "--tlsverify"));
+        assert!(!flag_on(&s(&["--tls"]), "--tlsverify"));
+        let tcp = "tcp://0.0.0.0:12375";
+        assert_eq!(client_tls(&s(&["--tlsverify"]), tcp), ClientTls::Verify);
+        assert_eq!(client_tls(&s(&["--tls"]), tcp), ClientTls::Encrypt);
+        assert_eq!(client_tls(&s(&[]), tcp), ClientTls::Off);
+        assert_eq!(
+            client_tls(&s(&["--tlsverify"]), "unix:///x"),
+            ClientTls::Off
+        );
+    }
+
+    #[test]
+    fn launch_dns_arguments() {
+        let (args, http) = dns_args(s(&["10.2.4.1/24", "--upstream", "172.17.0.9"])).unwrap();
+        assert_eq!(
+            args,
+            s(&[
+                "serve-dns",
+                "--weave-cidr",
+                "10.2.4.1/24",
+                "--upstream",
+                "172.17.0.9"
+            ])
+        );
+        assert_eq!(http, "127.0.0.1:6785");
+        let (args, http) = dns_args(s(&["--http-addr=127.0.0.1:9"])).unwrap();
+        assert_eq!(args, s(&["serve-dns", "--http-addr=127.0.0.1:9"]));
+        assert_eq!(http, "127.0.0.1:9");
+        assert!(dns_args(s(&["10.2.4.0/24"])).is_err());
+        assert!(dns_args(s(&["bogus"])).is_err());
     }
 
     #[test]

@@ -101,10 +101,94 @@ pub async fn handle(
         return send(bytes, false).await;
     };
     wrap(&mut config, entrypoint, cmd, &weave.weavewait.bind());
+    if let Some(domain) = weave.dns.domain().await {
+        match weave.dns.address(&weave.docker).await {
+            Ok(ip) => {
+                let name = container_name(parts.uri.query());
+                if let Some(warning) = set_dns(&mut config, name.as_deref(), ip, &domain) {
+                    tracing::warn!("{warning}");
+                }
+            }
+            Err(e) => tracing::warn!("not pointing the container at weaveDNS: {e}"),
+        }
+    }
     tracing::debug!(?tokens, "container will be attached");
     let rewritten = serde_json::to_vec(&config)
         .map_err(|e| ApiError::internal(format!("weaveproxy: encoding the create request: {e}")))?;
     send(rewritten.into(), true).await
+}
+
+/// `?name=` of the create request, without the leading `/` some clients add.
+fn container_name(query: Option<&str>) -> Option<String> {
+    form_urlencoded::parse(query?.as_bytes())
+        .find(|(k, _)| k == "name")
+        .map(|(_, v)| v.trim_start_matches('/').to_string())
+        .filter(|n| !n.is_empty())
+}
+
+/// Docker's (and the kernel's) limit for a host name.
+const MAX_HOSTNAME: usize = 64;
+
+/// Points the container's resolver at weaveDNS (`dns`), unless the request has servers of its
+/// own, and sets its search path and name so that names in `domain` resolve:
+///
+/// - no hostname but a container name: hostname = the name, domain name = `domain`, so that the
+///   container is registered as NAME.DOMAIN (unless that is longer than a host name may be);
+/// - search path, unless the request has one: `.` when the request names a host (glibc then
+///   searches the domain of that host name: `-h pinger.weave.local` finds `pingme`), else
+///   `domain` (a bare host name, or one derived from the container name, has no domain to
+///   search; Docker puts the name's domain in `Domainname`, which the resolver ignores).
+///
+/// Returns a warning for the log when the name was too long to use.
+pub fn set_dns(
+    config: &mut serde_json::Map<String, Value>,
+    name: Option<&str>,
+    dns: std::net::Ipv4Addr,
+    domain: &str,
+) -> Option<String> {
+    let nonempty = |v: Option<&Value>| match v {
+        Some(Value::String(s)) => !s.is_empty(),
+        Some(Value::Array(a)) => !a.is_empty(),
+        _ => false,
+    };
+    let hostname_given = nonempty(config.get("Hostname"));
+    let domainname_given = nonempty(config.get("Domainname"));
+    let mut warning = None;
+    if !hostname_given
+        && !domainname_given
+        && let Some(name) = name
+    {
+        let d = domain.trim_end_matches('.');
+        if name.len() + 1 + d.len() > MAX_HOSTNAME {
+            warning = Some(format!(
+                "container name {name:?} is too long to be a host name in {d} ({MAX_HOSTNAME} characters at most): not setting its hostname"
+            ));
+        } else {
+            config.insert("Hostname".into(), json!(name));
+            config.insert("Domainname".into(), json!(d));
+        }
+    }
+    let hc = host_config(config);
+    if !nonempty(hc.get("Dns")) {
+        hc.insert("Dns".into(), json!([dns.to_string()]));
+    }
+    if !nonempty(hc.get("DnsSearch")) {
+        let search = if hostname_given { "." } else { domain };
+        hc.insert("DnsSearch".into(), json!([search]));
+    }
+    warning
+}
+
+/// `HostConfig`, made an object if it is absent or not one.
+fn host_config(config: &mut serde_json::Map<String, Value>) -> &mut serde_json::Map<String, Value> {
+    let hc = config.entry("HostConfig").or_insert_with(|| json!({}));
+    if !hc.is_object() {
+        *hc = json!({});
+    }
+    match hc {
+        Value::Object(m) => m,
+        _ => unreachable!("made an object above"),
+    }
 }
 
 fn weave_cidr_given(env: &[&str]) -> bool {
@@ -201,24 +285,7 @@ pub fn wrap(
             json!(cmd)
         },
     );
-    let host_config = config.entry("HostConfig").or_insert_with(|| json!({}));
-    if !host_config.is_object() {
-        *host_config = json!({});
-    }
-    if let Value::Object(hc) = host_config {
-        let binds = hc.entry("Binds").or_insert_with(|| json!([]));
-        if !binds.is_array() {
-            *binds = json!([]);
-        }
-        if let Value::Array(list) = binds {
-            // Replace, never stack, a weavewait mount the request already has.
-            list.retain(|b| {
-                let target = b.as_str().and_then(|s| s.split(':').nth(1)).unwrap_or("");
-                target != "/w" && target != WEAVEWAIT
-            });
-            list.push(json!(bind));
-        }
-    }
+    super::set_weavewait_binds(host_config(config), &[bind.to_string()]);
 }
 
 #[cfg(test)]
@@ -291,6 +358,87 @@ mod tests {
         assert_eq!(v["Unknown"], json!({"a": [1, 2]}));
         assert_eq!(v["HostConfig"]["MemorySwap"], json!(-1));
         assert_eq!(v["HostConfig"]["Binds"], json!(["/a:/b", "/ww:/w/w:ro"]));
+    }
+
+    fn obj(v: Value) -> serde_json::Map<String, Value> {
+        v.as_object().unwrap().clone()
+    }
+
+    const DOMAIN: &str = "weave.local.";
+
+    fn dns() -> std::net::Ipv4Addr {
+        "172.17.0.1".parse().unwrap()
+    }
+
+    #[test]
+    fn dns_with_a_hostname() {
+        let mut c = obj(json!({"Hostname": "pinger.weave.local", "HostConfig": {"Memory": 1}}));
+        assert_eq!(set_dns(&mut c, Some("named"), dns(), DOMAIN), None);
+        assert_eq!(
+            c["Hostname"],
+            json!("pinger.weave.local"),
+            "a given hostname wins"
+        );
+        assert!(c.get("Domainname").is_none());
+        assert_eq!(c["HostConfig"]["Dns"], json!(["172.17.0.1"]));
+        assert_eq!(c["HostConfig"]["DnsSearch"], json!(["."]));
+        assert_eq!(c["HostConfig"]["Memory"], json!(1));
+    }
+
+    #[test]
+    fn dns_from_the_container_name() {
+        let mut c = obj(json!({"Hostname": "", "Domainname": ""}));
+        assert_eq!(set_dns(&mut c, Some("seeone"), dns(), DOMAIN), None);
+        assert_eq!(c["Hostname"], json!("seeone"));
+        assert_eq!(c["Domainname"], json!("weave.local"));
+        assert_eq!(c["HostConfig"]["DnsSearch"], json!(["weave.local."]));
+        // 64 characters in all is still a host name; 65 is not.
+        let fits = "a".repeat(64 - 1 - "weave.local".len());
+        let mut c = obj(json!({}));
+        assert_eq!(set_dns(&mut c, Some(&fits), dns(), DOMAIN), None);
+        assert_eq!(c["Hostname"], json!(fits));
+        let long = format!("{fits}b");
+        let mut c = obj(json!({}));
+        let w = set_dns(&mut c, Some(&long), dns(), DOMAIN).expect("a warning");
+        assert!(w.contains("too long"), "{w}");
+        assert!(c.get("Hostname").is_none() && c.get("Domainname").is_none());
+        assert_eq!(c["HostConfig"]["Dns"], json!(["172.17.0.1"]));
+        assert_eq!(c["HostConfig"]["DnsSearch"], json!(["weave.local."]));
+    }
+
+    #[test]
+    fn dns_without_names() {
+        let mut c = obj(json!({"HostConfig": null}));
+        assert_eq!(set_dns(&mut c, None, dns(), DOMAIN), None);
+        assert!(c.get("Hostname").is_none());
+        assert_eq!(c["HostConfig"]["DnsSearch"], json!(["weave.local."]));
+    }
+
+    #[test]
+    fn dns_settings_of_the_user_are_kept() {
+        let mut c = obj(json!({"HostConfig": {"Dns": ["10.0.0.53"], "DnsSearch": ["corp"]}}));
+        set_dns(&mut c, Some("x"), dns(), DOMAIN);
+        assert_eq!(c["HostConfig"]["Dns"], json!(["10.0.0.53"]));
+        assert_eq!(c["HostConfig"]["DnsSearch"], json!(["corp"]));
+        // Empty lists and nulls are no settings.
+        let mut c = obj(json!({"HostConfig": {"Dns": [], "DnsSearch": null}}));
+        set_dns(&mut c, None, dns(), DOMAIN);
+        assert_eq!(c["HostConfig"]["Dns"], json!(["172.17.0.1"]));
+        // A domain name without a host name is the user's too.
+        let mut c = obj(json!({"Domainname": "corp.example"}));
+        set_dns(&mut c, Some("x"), dns(), DOMAIN);
+        assert!(c.get("Hostname").is_none());
+    }
+
+    #[test]
+    fn names_from_the_query() {
+        assert_eq!(container_name(Some("name=a%2Db")).as_deref(), Some("a-b"));
+        assert_eq!(
+            container_name(Some("platform=x&name=/c")).as_deref(),
+            Some("c")
+        );
+        assert_eq!(container_name(Some("name=")), None);
+        assert_eq!(container_name(None), None);
     }
 
     #[test]

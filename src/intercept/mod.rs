@@ -2,11 +2,14 @@
 //! and start/restart (attach to the weave network). Everything else is forwarded untouched.
 
 pub mod create;
+pub mod hosts;
 pub mod start;
 
 use std::collections::HashMap;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
+
+use serde_json::Value;
 
 use crate::attach::Netlink;
 use crate::weave_cidr;
@@ -62,6 +65,30 @@ impl WeavewaitMount {
     }
 }
 
+/// The mount that tells weavewait not to wait: the container turned out (only at start, from a
+/// legacy start body) to share the host's or another container's network namespace. Any file
+/// will do; every daemon's host has this one. It sits outside `/w`, which may be a read-only
+/// volume; mounts from create survive such a start.
+pub const NOOP_BIND: &str = "/dev/null:/w-noop:ro";
+
+/// Puts `binds` into a HostConfig object in place of any mount of weavewait's it already has
+/// (never stacked), creating `Binds` as needed; every other bind is kept.
+pub fn set_weavewait_binds(host_config: &mut serde_json::Map<String, Value>, binds: &[String]) {
+    let list = host_config
+        .entry("Binds")
+        .or_insert_with(|| Value::Array(Vec::new()));
+    if !list.is_array() {
+        *list = Value::Array(Vec::new());
+    }
+    if let Value::Array(list) = list {
+        list.retain(|b| {
+            let target = b.as_str().and_then(|s| s.split(':').nth(1)).unwrap_or("");
+            target != "/w" && !target.starts_with("/w/") && target != "/w-noop"
+        });
+        list.extend(binds.iter().map(|b| Value::String(b.clone())));
+    }
+}
+
 /// Docker's network modes that give a container a network namespace of its own that we may
 /// add an interface to. `host` and `container:…` share someone else's; a user-defined network
 /// is the user's choice of network, so it is left alone.
@@ -76,6 +103,87 @@ pub fn attachable_network_mode(mode: &str) -> Result<(), String> {
     }
 }
 
+/// Whether containers get weaveDNS as their resolver and are registered in it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DnsMode {
+    /// While weaveDNS answers (the default).
+    Auto,
+    /// Always (`--with-dns`): even when weaveDNS does not answer at create.
+    Always,
+    /// Never (`--without-dns`): no resolver, no hostname, no registration.
+    Never,
+}
+
+impl DnsMode {
+    pub fn from_flags(with_dns: bool, without_dns: bool) -> DnsMode {
+        match (with_dns, without_dns) {
+            (_, true) => DnsMode::Never,
+            (true, false) => DnsMode::Always,
+            (false, false) => DnsMode::Auto,
+        }
+    }
+}
+
+pub struct Dns {
+    pub mode: DnsMode,
+    pub client: crate::dns_api::DnsClient,
+    /// `None`: the docker bridge's gateway IP, asked from the daemon on first use.
+    pub address: Option<std::net::Ipv4Addr>,
+    learned: tokio::sync::OnceCell<std::net::Ipv4Addr>,
+}
+
+impl Dns {
+    pub fn new(
+        mode: DnsMode,
+        client: crate::dns_api::DnsClient,
+        address: Option<std::net::Ipv4Addr>,
+    ) -> Dns {
+        Dns {
+            mode,
+            client,
+            address,
+            learned: tokio::sync::OnceCell::new(),
+        }
+    }
+
+    /// No resolver, no names, no registration.
+    pub fn off() -> Dns {
+        let client = crate::dns_api::DnsClient::new(crate::dns_api::DEFAULT_BASE_URL)
+            .expect("the default weaveDNS URL is valid");
+        Dns::new(DnsMode::Never, client, None)
+    }
+
+    /// The weave domain when DNS applies now, `None` when it is off.
+    pub async fn domain(&self) -> Option<String> {
+        match self.mode {
+            DnsMode::Never => None,
+            DnsMode::Auto => self.client.domain().await,
+            DnsMode::Always => Some(
+                self.client
+                    .domain()
+                    .await
+                    .unwrap_or_else(|| crate::dns::DEFAULT_DOMAIN.to_string()),
+            ),
+        }
+    }
+
+    /// Where containers reach weaveDNS.
+    pub async fn address(&self, docker: &DockerClient) -> Result<std::net::Ipv4Addr, String> {
+        if let Some(a) = self.address {
+            return Ok(a);
+        }
+        self.learned
+            .get_or_try_init(|| async {
+                let d = docker.get().await.map_err(|e| e.to_string())?;
+                crate::dns::docker_bridge_ip(&d)
+                    .await
+                    .map_err(|e| format!("{e:#}"))
+            })
+            .await
+            .copied()
+    }
+}
+
 /// What the interceptors share.
 pub struct Weave {
     pub docker: DockerClient,
@@ -84,6 +192,9 @@ pub struct Weave {
     pub bridge: String,
     pub netlink: Netlink,
     pub router: crate::router_api::RouterClient,
+    pub dns: Dns,
+    /// Write the weave addresses into containers' /etc/hosts.
+    pub rewrite_hosts: bool,
     /// One attach at a time per container: the start interceptor and the event watcher both
     /// attach a container that the proxy starts.
     locks: Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
@@ -105,8 +216,20 @@ impl Weave {
             bridge,
             netlink,
             router,
+            dns: Dns::off(),
+            rewrite_hosts: true,
             locks: Mutex::new(HashMap::new()),
         }
+    }
+
+    pub fn with_dns(mut self, dns: Dns) -> Weave {
+        self.dns = dns;
+        self
+    }
+
+    pub fn with_rewrite_hosts(mut self, on: bool) -> Weave {
+        self.rewrite_hosts = on;
+        self
     }
 
     pub(crate) async fn lock(&self, id: &str) -> tokio::sync::OwnedMutexGuard<()> {
@@ -144,14 +267,14 @@ pub fn decide(
 /// The proxy's own client of the daemon, made on first use: the daemon may start after the
 /// proxy. Its API version is negotiated, so that the proxy works with old and new engines.
 pub struct DockerClient {
-    addr: crate::proxy::upstream::DockerAddr,
+    upstream: crate::proxy::upstream::Upstream,
     client: tokio::sync::OnceCell<bollard::Docker>,
 }
 
 impl DockerClient {
-    pub fn new(addr: crate::proxy::upstream::DockerAddr) -> DockerClient {
+    pub fn new(upstream: crate::proxy::upstream::Upstream) -> DockerClient {
         DockerClient {
-            addr,
+            upstream,
             client: tokio::sync::OnceCell::new(),
         }
     }
@@ -160,12 +283,22 @@ impl DockerClient {
         use crate::proxy::upstream::DockerAddr;
         self.client
             .get_or_try_init(|| async {
-                let client = match &self.addr {
+                let client = match &self.upstream.addr {
                     DockerAddr::Unix(p) => bollard::Docker::connect_with_unix(
                         &p.to_string_lossy(),
                         120,
                         bollard::API_DEFAULT_VERSION,
                     )?,
+                    DockerAddr::Tcp(hp) if self.upstream.is_tls() => {
+                        // The proxy's own TLS connection, so that the daemon is reached one
+                        // way (and bollard needs no TLS stack of its own).
+                        bollard::Docker::connect_with_custom_transport(
+                            tls_transport(self.upstream.clone(), hp.clone()),
+                            Some(format!("https://{hp}")),
+                            120,
+                            bollard::API_DEFAULT_VERSION,
+                        )?
+                    }
                     DockerAddr::Tcp(hp) => bollard::Docker::connect_with_http(
                         &format!("http://{hp}"),
                         120,
@@ -176,6 +309,43 @@ impl DockerClient {
             })
             .await
             .cloned()
+    }
+}
+
+type TransportFuture = futures_util::future::BoxFuture<
+    'static,
+    Result<hyper::Response<hyper::body::Incoming>, bollard::errors::Error>,
+>;
+
+/// bollard hands a custom transport absolute URIs; on our own connection the request goes in
+/// origin form with the daemon's address as `Host`, as an HTTP client would send it.
+fn tls_transport(
+    upstream: crate::proxy::upstream::Upstream,
+    hostport: String,
+) -> impl Fn(bollard::BollardRequest) -> TransportFuture + Send + Sync {
+    move |mut req: bollard::BollardRequest| {
+        let upstream = upstream.clone();
+        let hostport = hostport.clone();
+        Box::pin(async move {
+            let origin = req
+                .uri()
+                .path_and_query()
+                .map_or("/", |pq| pq.as_str())
+                .parse::<hyper::Uri>()
+                .map_err(|e| bollard::errors::Error::IOError {
+                    err: std::io::Error::new(std::io::ErrorKind::InvalidInput, e),
+                })?;
+            *req.uri_mut() = origin;
+            if let Ok(host) = hyper::header::HeaderValue::from_str(&hostport) {
+                req.headers_mut().insert(hyper::header::HOST, host);
+            }
+            upstream
+                .send(req)
+                .await
+                .map_err(|e| bollard::errors::Error::IOError {
+                    err: std::io::Error::other(e.message),
+                })
+        })
     }
 }
 
@@ -206,6 +376,13 @@ mod tests {
         assert!(decide(true, &[], "container:abc").unwrap().is_err());
         assert!(decide(true, &[], "mynet").unwrap().is_err());
         assert!(decide(false, &["WEAVE_CIDR=bogus"], "").is_err());
+    }
+
+    #[test]
+    fn dns_modes() {
+        assert_eq!(DnsMode::from_flags(false, false), DnsMode::Auto);
+        assert_eq!(DnsMode::from_flags(true, false), DnsMode::Always);
+        assert_eq!(DnsMode::from_flags(false, true), DnsMode::Never);
     }
 
     #[test]

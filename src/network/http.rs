@@ -4,27 +4,21 @@ use std::convert::Infallible;
 use std::future::Future;
 use std::net::Ipv4Addr;
 use std::sync::Arc;
-use std::time::Duration;
 
-use bytes::Bytes;
-use http_body_util::{BodyExt, Full, Limited};
+use http_body_util::{BodyExt, Limited};
 use hyper::body::Incoming;
-use hyper::header::{ACCEPT, CONTENT_TYPE, HeaderValue};
-use hyper::{Method, Request, Response, StatusCode};
-use hyper_util::rt::TokioIo;
+use hyper::{Method, Request, StatusCode};
 use tokio::net::TcpListener;
-use tokio::sync::{Mutex, watch};
-use tokio::task::JoinSet;
+use tokio::sync::Mutex;
 
 use super::alloc::{AllocError, Allocator};
 use super::store::{Store, StoreError};
 use super::valid_container_id;
+use crate::httpd::{Reply, empty, error, json, text};
 use crate::weave_cidr::Cidr;
 
 /// Form bodies (`check-alive=true`) are tiny; anything bigger is not for us.
-const MAX_BODY: usize = 64 * 1024;
-/// How long shutdown waits for requests already being answered.
-const DRAIN_TIMEOUT: Duration = Duration::from_secs(5);
+pub(crate) const MAX_BODY: usize = 64 * 1024;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ServiceError {
@@ -70,31 +64,6 @@ impl Service {
     }
 }
 
-type Reply = Response<Full<Bytes>>;
-
-fn text(status: StatusCode, body: String) -> Reply {
-    let mut resp = Response::new(Full::new(Bytes::from(body)));
-    *resp.status_mut() = status;
-    resp.headers_mut().insert(
-        CONTENT_TYPE,
-        HeaderValue::from_static("text/plain; charset=utf-8"),
-    );
-    resp
-}
-
-fn empty(status: StatusCode) -> Reply {
-    let mut resp = Response::new(Full::new(Bytes::new()));
-    *resp.status_mut() = status;
-    resp
-}
-
-/// Error replies are one line, newline-terminated, like Go's `http.Error`.
-fn error(status: StatusCode, msg: impl std::fmt::Display) -> Reply {
-    // Never let a newline from an echoed input split the reply into several lines.
-    let line = msg.to_string().replace(['\r', '\n'], " ");
-    text(status, format!("{line}\n"))
-}
-
 fn service_error(prefix: &str, e: ServiceError) -> Reply {
     match e {
         ServiceError::Alloc(e) => error(StatusCode::BAD_REQUEST, format!("{prefix}: {e}")),
@@ -119,15 +88,7 @@ fn parse_cidr(ip: &str, len: &str) -> Result<Cidr, String> {
 pub async fn handle(shared: Shared, req: Request<Incoming>) -> Result<Reply, Infallible> {
     let method = req.method().clone();
     let path = req.uri().path().to_string();
-    let want_json = req
-        .uri()
-        .query()
-        .is_some_and(|q| q.split('&').any(|kv| kv == "format=json"))
-        || req
-            .headers()
-            .get(ACCEPT)
-            .and_then(|v| v.to_str().ok())
-            .is_some_and(|v| v.contains("application/json"));
+    let want_json = crate::httpd::wants_json(&req);
     // The original client sends `check-alive=true` as a form; we have no notion of "alive"
     // beyond Docker events, so read it (keeps the connection in a clean state) and ignore it.
     let _ = Limited::new(req.into_body(), MAX_BODY).collect().await;
@@ -252,10 +213,7 @@ async fn status(shared: &Shared, want_json: bool) -> Reply {
             "DefaultSubnet": st.default_subnet.to_string(),
             "Allocated": st.allocated,
         });
-        let mut resp = text(StatusCode::OK, format!("{body}\n"));
-        resp.headers_mut()
-            .insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
-        resp
+        json(&body)
     } else {
         text(
             StatusCode::OK,
@@ -267,58 +225,7 @@ async fn status(shared: &Shared, want_json: bool) -> Reply {
     }
 }
 
-/// Accepts connections until `shutdown` resolves, then lets requests in flight finish (bounded
-/// by `DRAIN_TIMEOUT`) so that nothing is cut off between allocating and replying.
+/// Serves the API until `shutdown` resolves.
 pub async fn run(listener: TcpListener, shared: Shared, shutdown: impl Future<Output = ()>) {
-    let (stop_tx, stop_rx) = watch::channel(false);
-    let mut conns = JoinSet::new();
-    tokio::pin!(shutdown);
-    loop {
-        tokio::select! {
-            _ = &mut shutdown => break,
-            // Reap finished connection tasks so the set does not grow without bound.
-            Some(_) = conns.join_next(), if !conns.is_empty() => {}
-            accepted = listener.accept() => {
-                let (stream, peer) = match accepted {
-                    Ok(a) => a,
-                    Err(e) => {
-                        // Usually EMFILE: back off instead of spinning.
-                        tracing::warn!("accept failed: {e}");
-                        tokio::time::sleep(Duration::from_millis(100)).await;
-                        continue;
-                    }
-                };
-                let shared = shared.clone();
-                let mut stop = stop_rx.clone();
-                conns.spawn(async move {
-                    let svc = hyper::service::service_fn(move |req| handle(shared.clone(), req));
-                    let conn = hyper::server::conn::http1::Builder::new()
-                        .serve_connection(TokioIo::new(stream), svc);
-                    tokio::pin!(conn);
-                    let res = tokio::select! {
-                        res = conn.as_mut() => res,
-                        // The guard wait_for returns is not Send; drop it inside.
-                        _ = async { drop(stop.wait_for(|s| *s).await) } => {
-                            conn.as_mut().graceful_shutdown();
-                            conn.await
-                        }
-                    };
-                    if let Err(e) = res {
-                        tracing::debug!(%peer, "connection ended: {e}");
-                    }
-                });
-            }
-        }
-    }
-    drop(listener);
-    let _ = stop_tx.send(true);
-    if tokio::time::timeout(DRAIN_TIMEOUT, async {
-        while conns.join_next().await.is_some() {}
-    })
-    .await
-    .is_err()
-    {
-        tracing::warn!("aborting connections still open after shutdown");
-        conns.abort_all();
-    }
+    crate::httpd::run(listener, move |req| handle(shared.clone(), req), shutdown).await
 }

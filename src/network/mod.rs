@@ -8,18 +8,17 @@ pub mod alloc;
 pub mod http;
 pub mod store;
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashSet;
 use std::future::Future;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use anyhow::Context;
 use bollard::Docker;
 use bollard::models::EventMessage;
-use bollard::query_parameters::{EventsOptionsBuilder, ListContainersOptionsBuilder};
-use futures_util::StreamExt;
+use bollard::query_parameters::ListContainersOptionsBuilder;
 use tokio::net::TcpListener;
 use tokio::sync::Mutex;
 
@@ -116,12 +115,6 @@ pub async fn serve_on(
 const BACKOFF_START: Duration = Duration::from_millis(500);
 const BACKOFF_MAX: Duration = Duration::from_secs(10);
 
-fn unix_now() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs() as i64)
-}
-
 /// The id of the container a `destroy` event is about.
 fn destroyed_container(ev: &EventMessage) -> Option<&str> {
     if ev.action.as_deref() != Some("destroy") {
@@ -134,49 +127,23 @@ fn destroyed_container(ev: &EventMessage) -> Option<&str> {
 /// while we were down), then on every `destroy` event. Reconnects with backoff if Docker goes away.
 async fn watch_docker(docker: Docker, shared: Shared) {
     let mut backoff = BACKOFF_START;
-    let mut reconciled = false;
-    // Events are asked for from this time on, so none is lost between the initial listing (or a
-    // broken stream) and the next subscription; replays are harmless because release is idempotent.
-    let mut since = unix_now();
-    loop {
-        if !reconciled {
-            match reclaim_dead(&docker, &shared).await {
-                Ok(()) => reconciled = true,
-                Err(e) => {
-                    tracing::warn!(
-                        "cannot list containers to reclaim addresses: {e}; retrying in {backoff:?}"
-                    );
-                    tokio::time::sleep(backoff).await;
-                    backoff = (backoff * 2).min(BACKOFF_MAX);
-                    continue;
-                }
-            }
-        }
-        let filters = HashMap::from([("type", vec!["container"]), ("event", vec!["destroy"])]);
-        let opts = EventsOptionsBuilder::default()
-            .since(&since.to_string())
-            .filters(&filters)
-            .build();
-        let mut events = docker.events(Some(opts));
-        let why = loop {
-            match events.next().await {
-                None => break "event stream ended".to_string(),
-                Some(Err(e)) => break format!("event stream failed: {e}"),
-                Some(Ok(ev)) => {
-                    backoff = BACKOFF_START;
-                    if let Some(t) = ev.time {
-                        since = since.max(t);
-                    }
-                    if let Some(id) = destroyed_container(&ev) {
-                        release(&shared, id).await;
-                    }
-                }
-            }
-        };
-        tracing::warn!("{why}; resubscribing in {backoff:?}");
+    // Events are asked for from this time on, so none is lost between the initial listing and
+    // the subscription; replays are harmless because release is idempotent.
+    let since = crate::events::now();
+    while let Err(e) = reclaim_dead(&docker, &shared).await {
+        tracing::warn!("cannot list containers to reclaim addresses: {e}; retrying in {backoff:?}");
         tokio::time::sleep(backoff).await;
         backoff = (backoff * 2).min(BACKOFF_MAX);
     }
+    crate::events::follow(&docker, since, &["destroy"], |ev| {
+        let shared = &shared;
+        async move {
+            if let Some(id) = destroyed_container(&ev) {
+                release(shared, id).await;
+            }
+        }
+    })
+    .await
 }
 
 async fn release(shared: &Shared, id: &str) {

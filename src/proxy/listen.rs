@@ -1,11 +1,17 @@
-//! Listening sockets: `tcp://HOST:PORT` and `unix:///PATH`.
+//! Listening sockets: `tcp://HOST:PORT` (TLS when configured) and `unix:///PATH` (always plain:
+//! file permissions guard it, as they guard the daemon's own socket).
 
 use std::fmt;
+use std::net::SocketAddr;
 use std::os::unix::fs::{FileTypeExt, MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::str::FromStr;
+use std::sync::Arc;
+use std::time::Duration;
 
-use tokio::net::{TcpListener, UnixListener};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream, UnixListener};
+use tokio_rustls::TlsAcceptor;
 
 use super::upstream::BoxIo;
 
@@ -59,7 +65,7 @@ impl fmt::Display for ListenAddr {
 }
 
 pub enum Listener {
-    Tcp(TcpListener),
+    Tcp(TcpListener, Option<TlsAcceptor>),
     /// The path is removed when the listener is dropped.
     Unix(UnixListener, UnixSocketFile),
 }
@@ -77,7 +83,7 @@ impl Listener {
     /// that whoever may use the daemon may use the proxy, and nobody else.
     pub async fn bind(addr: &ListenAddr, like: Option<&Path>) -> std::io::Result<Listener> {
         match addr {
-            ListenAddr::Tcp(hp) => Ok(Listener::Tcp(TcpListener::bind(hp.as_str()).await?)),
+            ListenAddr::Tcp(hp) => Ok(Listener::Tcp(TcpListener::bind(hp.as_str()).await?, None)),
             ListenAddr::Unix(path) => {
                 remove_stale_socket(path)?;
                 if let Some(dir) = path.parent() {
@@ -100,10 +106,30 @@ impl Listener {
         }
     }
 
+    /// TLS for a tcp listener; a unix listener stays plain.
+    pub fn with_tls(self, config: Arc<rustls::ServerConfig>) -> Listener {
+        match self {
+            Listener::Tcp(l, _) => Listener::Tcp(l, Some(TlsAcceptor::from(config))),
+            unix => unix,
+        }
+    }
+
+    pub fn is_tls(&self) -> bool {
+        matches!(self, Listener::Tcp(_, Some(_)))
+    }
+
+    /// A plaintext tcp listener that other hosts can reach: whoever connects has root here.
+    pub fn exposed_without_tls(&self) -> bool {
+        match self {
+            Listener::Tcp(l, None) => l.local_addr().is_ok_and(|a| !a.ip().is_loopback()),
+            _ => false,
+        }
+    }
+
     /// The address actually bound (a tcp port 0 becomes the real port).
     pub fn local_addr(&self) -> String {
         match self {
-            Listener::Tcp(l) => l
+            Listener::Tcp(l, _) => l
                 .local_addr()
                 .map(|a| format!("tcp://{a}"))
                 .unwrap_or_else(|_| "tcp://?".into()),
@@ -111,20 +137,97 @@ impl Listener {
         }
     }
 
-    pub async fn accept(&self) -> std::io::Result<BoxIo> {
+    /// Takes the next connection. A TLS handshake is left to [`Accepted::establish`], in the
+    /// connection's own task, so that a slow or silent client cannot hold up the accept loop.
+    pub async fn accept(&self) -> std::io::Result<Accepted> {
         match self {
-            Listener::Tcp(l) => {
-                let (s, _) = l.accept().await?;
+            Listener::Tcp(l, tls) => {
+                let (s, peer) = l.accept().await?;
                 // Interactive sessions (`run -ti`) send a byte at a time.
                 let _ = s.set_nodelay(true);
-                Ok(Box::new(s))
+                Ok(match tls {
+                    Some(acceptor) => Accepted::Tls(s, peer, acceptor.clone()),
+                    None => Accepted::Plain(Box::new(s)),
+                })
             }
             Listener::Unix(l, _) => {
                 let (s, _) = l.accept().await?;
-                Ok(Box::new(s))
+                Ok(Accepted::Plain(Box::new(s)))
             }
         }
     }
+}
+
+/// A client gets this long to complete the TLS handshake.
+pub const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// A connection from [`Listener::accept`], ready to serve once established.
+pub enum Accepted {
+    Plain(BoxIo),
+    Tls(TcpStream, SocketAddr, TlsAcceptor),
+}
+
+impl Accepted {
+    /// The stream to serve HTTP on; for TLS, after the handshake (client certificate checked
+    /// when the listener verifies). Plain HTTP sent to a TLS port gets dockerd's answer.
+    pub async fn establish(self) -> std::io::Result<BoxIo> {
+        let (tcp, peer, acceptor) = match self {
+            Accepted::Plain(io) => return Ok(io),
+            Accepted::Tls(tcp, peer, acceptor) => (tcp, peer, acceptor),
+        };
+        let handshake = async {
+            let mut first = [0u8; 1];
+            if tcp.peek(&mut first).await? == 0 {
+                return Err(std::io::ErrorKind::UnexpectedEof.into());
+            }
+            if crate::tls::looks_like_http(first[0]) {
+                refuse_plain_http(tcp).await;
+                return Err(std::io::Error::new(
+                    std::io::ErrorKind::InvalidData,
+                    "plain HTTP on a TLS listener",
+                ));
+            }
+            acceptor.accept(tcp).await
+        };
+        let result = match tokio::time::timeout(HANDSHAKE_TIMEOUT, handshake).await {
+            Ok(r) => r,
+            Err(_) => Err(std::io::Error::new(
+                std::io::ErrorKind::TimedOut,
+                "TLS handshake timed out",
+            )),
+        };
+        match result {
+            Ok(tls) => Ok(Box::new(tls)),
+            // A port probe (connect, close) is not worth a line.
+            Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => Err(e),
+            Err(e) => {
+                // Refused clients (no certificate, another CA, plain HTTP) are worth a line: they
+                // are either misconfigured or probing.
+                tracing::info!("TLS connection from {peer} refused: {e}");
+                Err(e)
+            }
+        }
+    }
+}
+
+/// Answers as Go's server does, then lets the client read it: closing with its request still
+/// unread would reset the connection and lose the answer.
+async fn refuse_plain_http(mut tcp: TcpStream) {
+    if tcp.write_all(crate::tls::PLAIN_HTTP_ANSWER).await.is_err() {
+        return;
+    }
+    let _ = tcp.shutdown().await;
+    let drain = async {
+        let mut buf = [0u8; 4096];
+        let mut total = 0;
+        while total < 64 * 1024 {
+            match tcp.read(&mut buf).await {
+                Ok(0) | Err(_) => break,
+                Ok(n) => total += n,
+            }
+        }
+    };
+    let _ = tokio::time::timeout(Duration::from_secs(1), drain).await;
 }
 
 /// A socket file left by a proxy that died is replaced; a live one is not stolen.

@@ -30,7 +30,7 @@ use forward::HijackSlot;
 use lane::Lane;
 use listen::Listener;
 use route::Route;
-use upstream::{BoxIo, Upstream};
+use upstream::Upstream;
 
 pub struct Proxy {
     pub upstream: Upstream,
@@ -93,10 +93,10 @@ pub async fn serve(
         let done = done_tx.clone();
         accept_tasks.push(tokio::spawn(async move {
             loop {
-                let io = tokio::select! {
+                let accepted = tokio::select! {
                     _ = stop.changed() => break,
                     r = listener.accept() => match r {
-                        Ok(io) => io,
+                        Ok(a) => a,
                         Err(e) => {
                             // EMFILE and friends: back off instead of spinning; never die.
                             tracing::warn!("accept on {}: {e}", listener.local_addr());
@@ -106,7 +106,7 @@ pub async fn serve(
                     },
                 };
                 tokio::spawn(serve_connection(
-                    io,
+                    accepted,
                     proxy.clone(),
                     stop.clone(),
                     done.clone(),
@@ -126,12 +126,15 @@ pub async fn serve(
 }
 
 async fn serve_connection(
-    io: BoxIo,
+    accepted: listen::Accepted,
     proxy: Arc<Proxy>,
     mut stop: watch::Receiver<bool>,
     _done: mpsc::Sender<()>,
 ) {
     let _counted = census::enter();
+    let Ok(io) = accepted.establish().await else {
+        return;
+    };
     let slot = HijackSlot::default();
     let lane = Lane::default();
     let svc = {

@@ -23,6 +23,18 @@ pub fn strip_version(path: &str) -> &str {
     path
 }
 
+/// The `/vX.Y` prefix as (major, minor); `None` for an unversioned path (the daemon's own
+/// current version).
+pub fn api_version(path: &str) -> Option<(u32, u32)> {
+    let rest = strip_version(path);
+    if rest.len() == path.len() {
+        return None;
+    }
+    let version = &path["/v".len()..path.len() - rest.len()];
+    let (major, minor) = version.split_once('.').unwrap_or((version, "0"));
+    Some((major.parse().ok()?, minor.parse().ok()?))
+}
+
 pub fn route<'a>(method: &Method, path: &'a str) -> Route<'a> {
     if method != Method::POST {
         return Route::Forward;
@@ -66,6 +78,15 @@ mod tests {
         assert_eq!(strip_version("/version"), "/version");
         assert_eq!(strip_version("/v1.41"), "");
         assert_eq!(strip_version("/volumes"), "/volumes");
+    }
+
+    #[test]
+    fn api_versions() {
+        assert_eq!(api_version("/v1.20/containers/a/start"), Some((1, 20)));
+        assert_eq!(api_version("/v1.41/containers/a/start"), Some((1, 41)));
+        assert_eq!(api_version("/v2/x"), Some((2, 0)));
+        assert_eq!(api_version("/containers/a/start"), None);
+        assert_eq!(api_version("/volumes/x"), None);
     }
 
     #[test]

@@ -1,9 +1,11 @@
 //! The Docker daemon behind the proxy: connections to it, one per client connection (see
-//! `lane`), and a fresh one for each hijacked stream, which takes it over.
+//! `lane`) and a fresh one for each hijacked stream, which takes it over; over TLS for a
+//! daemon that listens only with `--tlsverify`.
 
 use std::fmt;
 use std::path::PathBuf;
 use std::str::FromStr;
+use std::sync::Arc;
 use std::time::Duration;
 
 use hyper::body::Incoming;
@@ -13,7 +15,7 @@ use hyper_util::rt::TokioIo;
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::{TcpStream, UnixStream};
 
-use super::body::{ApiError, Body};
+use super::body::ApiError;
 
 /// Anything a connection can run over: tcp, unix, tls.
 pub trait Io: AsyncRead + AsyncWrite + Send + Unpin + 'static {}
@@ -65,11 +67,44 @@ impl fmt::Display for DockerAddr {
     }
 }
 
-#[derive(Debug, Clone)]
+impl DockerAddr {
+    /// The name the daemon's certificate must carry: the host of `tcp://HOST:PORT`.
+    fn server_name(&self) -> Result<rustls_pki_types::ServerName<'static>, String> {
+        let DockerAddr::Tcp(hostport) = self else {
+            return Err(format!(
+                "TLS to the daemon needs a tcp://HOST:PORT address, not {self}"
+            ));
+        };
+        let host = hostport
+            .rsplit_once(':')
+            .map_or(hostport.as_str(), |(h, _)| h);
+        let host = host.trim_start_matches('[').trim_end_matches(']');
+        rustls_pki_types::ServerName::try_from(host.to_string())
+            .map_err(|e| format!("docker address {self}: {e}"))
+    }
+}
+
+#[derive(Clone)]
+struct DaemonTls {
+    connector: tokio_rustls::TlsConnector,
+    name: rustls_pki_types::ServerName<'static>,
+}
+
+#[derive(Clone)]
 pub struct Upstream {
     pub addr: DockerAddr,
     /// A dead daemon must be reported well within a second.
     pub connect_timeout: Duration,
+    tls: Option<DaemonTls>,
+}
+
+impl fmt::Debug for Upstream {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Upstream")
+            .field("addr", &self.addr)
+            .field("tls", &self.tls.is_some())
+            .finish()
+    }
 }
 
 impl Upstream {
@@ -77,17 +112,37 @@ impl Upstream {
         Upstream {
             addr,
             connect_timeout: Duration::from_millis(800),
+            tls: None,
         }
     }
 
+    /// Every connection to the daemon goes over TLS with `config`, checking that the daemon's
+    /// certificate names the host of its address.
+    pub fn with_tls(mut self, config: Arc<rustls::ClientConfig>) -> Result<Upstream, String> {
+        let name = self.addr.server_name()?;
+        self.tls = Some(DaemonTls {
+            connector: tokio_rustls::TlsConnector::from(config),
+            name,
+        });
+        Ok(self)
+    }
+
+    pub fn is_tls(&self) -> bool {
+        self.tls.is_some()
+    }
+
+    /// Connects (and for TLS completes the handshake) within the connect timeout.
     pub async fn connect(&self) -> std::io::Result<BoxIo> {
         let connect = async {
-            Ok::<BoxIo, std::io::Error>(match &self.addr {
-                DockerAddr::Unix(path) => Box::new(UnixStream::connect(path).await?),
-                DockerAddr::Tcp(hostport) => {
+            Ok::<BoxIo, std::io::Error>(match (&self.addr, &self.tls) {
+                (DockerAddr::Unix(path), _) => Box::new(UnixStream::connect(path).await?),
+                (DockerAddr::Tcp(hostport), tls) => {
                     let s = TcpStream::connect(hostport.as_str()).await?;
                     s.set_nodelay(true)?;
-                    Box::new(s)
+                    match tls {
+                        Some(t) => Box::new(t.connector.connect(t.name.clone(), s).await?),
+                        None => Box::new(s),
+                    }
                 }
             })
         };
@@ -112,7 +167,12 @@ impl Upstream {
 
     /// Sends one request on a new connection. The connection task runs with upgrades enabled, so
     /// a `101` answer can be taken over with `hyper::upgrade::on`.
-    pub async fn send(&self, req: Request<Body>) -> Result<Response<Incoming>, ApiError> {
+    pub async fn send<B>(&self, req: Request<B>) -> Result<Response<Incoming>, ApiError>
+    where
+        B: hyper::body::Body + Send + 'static,
+        B::Data: Send,
+        B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+    {
         let (mut sender, conn) = self.open().await?;
         tokio::spawn(async move {
             if let Err(e) = conn.with_upgrades().await {

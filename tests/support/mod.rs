@@ -2,6 +2,8 @@
 //! a proxy process, docker CLI runners and cleanup guards that work even when a test fails.
 #![allow(dead_code)]
 
+pub mod fake_dns;
+
 use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
@@ -18,6 +20,7 @@ pub const PREFIX: &str = "wpt-";
 pub fn require_docker() {
     static CHECKED: OnceLock<()> = OnceLock::new();
     CHECKED.get_or_init(|| {
+        daemon_lock(nix::fcntl::FlockArg::LockShared);
         let ok = Command::new("docker")
             .args(["-H", DIRECT, "version", "--format", "{{.Server.Version}}"])
             .output()
@@ -39,72 +42,69 @@ pub fn unique(name: &str) -> String {
     )
 }
 
-/// The busybox test image, made from Debian's static busybox with `docker import` (no registry
-/// is reachable). Idempotent.
+/// The busybox test image, made from Debian's static busybox with `docker import` by
+/// scripts/busybox-image (no registry is reachable). Idempotent.
 pub fn image() -> &'static str {
     static IMG: OnceLock<()> = OnceLock::new();
     IMG.get_or_init(|| {
         require_docker();
-        if docker(DIRECT, &["image", "inspect", IMAGE]).code == 0 {
-            return;
-        }
-        let dir = tempfile::tempdir().expect("tempdir");
-        make_rootfs(dir.path());
-        let mut tar = Command::new("tar")
-            .args(["-C"])
-            .arg(dir.path())
-            .args(["-c", "."])
-            .stdout(Stdio::piped())
-            .spawn()
-            .expect("tar");
-        let out = Command::new("docker")
-            .args(["-H", DIRECT, "import"])
-            .args(["--change", "ENV PATH=/usr/sbin:/usr/bin:/sbin:/bin"])
-            .args(["--change", "LABEL weaveproxy.test=1"])
-            .args(["--change", "CMD [\"sh\"]"])
-            .args(["-", IMAGE])
-            .stdin(tar.stdout.take().expect("tar stdout"))
+        let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("scripts/busybox-image");
+        let out = Command::new(script)
+            .args([IMAGE, "LABEL weaveproxy.test=1"])
+            .env("DOCKER_HOST", DIRECT)
             .output()
-            .expect("docker import");
-        assert!(
-            tar.wait().expect("tar").success(),
-            "tar of the rootfs failed"
-        );
+            .expect("scripts/busybox-image");
         assert!(
             out.status.success(),
-            "docker import: {}",
+            "scripts/busybox-image: {}",
             String::from_utf8_lossy(&out.stderr)
         );
     });
     IMAGE
 }
 
-fn make_rootfs(root: &Path) {
-    let busybox = Path::new("/bin/busybox");
+/// `docker import` of a directory tree as image `tag`, with the test image's settings.
+pub fn import_rootfs(dir: &Path, tag: &str) {
+    let mut tar = Command::new("tar")
+        .args(["-C"])
+        .arg(dir)
+        .args(["-c", "."])
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("tar");
+    let out = Command::new("docker")
+        .args(["-H", DIRECT, "import"])
+        .args(["--change", "ENV PATH=/usr/sbin:/usr/bin:/sbin:/bin"])
+        .args(["--change", "LABEL weaveproxy.test=1"])
+        .args(["--change", "CMD [\"sh\"]"])
+        .args(["-", tag])
+        .stdin(tar.stdout.take().expect("tar stdout"))
+        .output()
+        .expect("docker import");
     assert!(
-        busybox.exists(),
-        "/bin/busybox missing: install Debian's busybox-static (scripts/ensure-docker does)"
+        tar.wait().expect("tar").success(),
+        "tar of the rootfs failed"
     );
-    for d in [
-        "bin", "etc", "tmp", "proc", "sys", "dev", "root", "usr/bin", "sbin",
-    ] {
-        std::fs::create_dir_all(root.join(d)).unwrap();
-    }
-    std::fs::copy(busybox, root.join("bin/busybox")).unwrap();
-    let list = Command::new(busybox).arg("--list").output().unwrap();
-    for applet in String::from_utf8_lossy(&list.stdout).lines() {
-        // A link named busybox would point the binary at itself.
-        if applet.is_empty() || applet == "busybox" {
-            continue;
-        }
-        let _ = std::os::unix::fs::symlink("busybox", root.join("bin").join(applet));
-    }
-    std::fs::write(
-        root.join("etc/passwd"),
-        "root:x:0:0:root:/root:/bin/sh\nnobody:x:65534:65534:nobody:/:/bin/false\n",
-    )
-    .unwrap();
-    std::fs::write(root.join("etc/group"), "root:x:0:\nnogroup:x:65534:\n").unwrap();
+    assert!(
+        out.status.success(),
+        "docker import: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// The test image's files, unpacked into `root` (for tests that need a variant of it).
+pub fn rootfs_of_test_image(root: &Path) {
+    let id = ok(docker(DIRECT, &["create", image()])).trim().to_string();
+    let export = Command::new("sh")
+        .arg("-c")
+        .arg(format!(
+            "docker -H {DIRECT} export {id} | tar -C '{}' -x",
+            root.display()
+        ))
+        .status()
+        .expect("docker export");
+    let _ = docker(DIRECT, &["rm", "-f", &id]);
+    assert!(export.success(), "docker export of the test image");
 }
 
 #[derive(Debug, Clone)]
@@ -144,12 +144,17 @@ pub fn docker(host: &str, args: &[&str]) -> Out {
 }
 
 pub fn docker_stdin(host: &str, args: &[&str], input: &[u8]) -> Out {
-    let mut child = docker_cmd(host, args)
+    output_with_stdin(docker_cmd(host, args), input)
+}
+
+/// Runs `cmd` with `input` on its stdin, closed at its end.
+pub fn output_with_stdin(mut cmd: Command, input: &[u8]) -> Out {
+    let mut child = cmd
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
-        .expect("run docker");
+        .expect("run a command");
     let mut stdin = child.stdin.take().unwrap();
     let input = input.to_vec();
     let writer = std::thread::spawn(move || {
@@ -223,8 +228,11 @@ pub struct ProxyProc {
     child: Option<Child>,
     bin: PathBuf,
     args: Vec<String>,
+    env: Vec<(String, String)>,
     /// A bridge of this proxy's own, so that tests never share (or break) one.
     pub bridge: String,
+    /// False for a proxy that shares another's bridge: the owner removes it.
+    owns_bridge: bool,
     pub tcp: String,
     pub unix: PathBuf,
     pub log: PathBuf,
@@ -245,28 +253,52 @@ impl ProxyProc {
     }
 
     pub fn start_with(extra: &[&str], wait: bool) -> ProxyProc {
-        ProxyProc::launch(
-            Path::new(env!("CARGO_BIN_EXE_weaveproxy")),
-            "debug",
-            extra,
-            wait,
-        )
+        ProxyProc::start_on(extra, &[], wait, None)
+    }
+
+    /// `env`: variables the proxy gets on top of the test's environment.
+    pub fn start_env(extra: &[&str], env: &[(&str, &str)], wait: bool) -> ProxyProc {
+        ProxyProc::start_on(extra, env, wait, None)
+    }
+
+    /// A second proxy on `other`'s bridge (two hosts' proxies on one weave network).
+    pub fn start_sharing(extra: &[&str], other: &ProxyProc) -> ProxyProc {
+        ProxyProc::start_on(extra, &[], true, Some(other.bridge.clone()))
     }
 
     /// The release build that goes into the image (scripts/build-static all), logging at the
     /// product's default level: what the benchmarks measure.
     pub fn start_release(extra: &[&str]) -> ProxyProc {
-        ProxyProc::launch(&release_binary(), "info", extra, true)
+        let mut args = vec!["--log-level", "info"];
+        args.extend(extra);
+        ProxyProc::launch(&release_binary(), &args, &[], true, None)
     }
 
-    pub fn launch(bin: &Path, log_level: &str, extra: &[&str], wait: bool) -> ProxyProc {
+    fn start_on(
+        extra: &[&str],
+        env: &[(&str, &str)],
+        wait: bool,
+        shared_bridge: Option<String>,
+    ) -> ProxyProc {
+        let bin = Path::new(env!("CARGO_BIN_EXE_weaveproxy"));
+        ProxyProc::launch(bin, extra, env, wait, shared_bridge)
+    }
+
+    fn launch(
+        bin: &Path,
+        extra: &[&str],
+        env: &[(&str, &str)],
+        wait: bool,
+        shared_bridge: Option<String>,
+    ) -> ProxyProc {
         require_docker();
         let dir = tempfile::tempdir().unwrap();
         let port = free_port();
         let tcp = format!("tcp://127.0.0.1:{port}");
         let unix = dir.path().join("proxy.sock");
         let log = dir.path().join("proxy.log");
-        let bridge = bridge_name();
+        let owns_bridge = shared_bridge.is_none();
+        let bridge = shared_bridge.unwrap_or_else(bridge_name);
         // A weavewait of this proxy's own: a proxy attaches only containers that it prepared,
         // and tests run many proxies against one daemon.
         let ww = dir.path().join("weavewait");
@@ -280,18 +312,34 @@ impl ProxyProc {
             ww.display().to_string(),
             "--bridge".into(),
             bridge.clone(),
-            "--log-level".into(),
-            log_level.into(),
             "--log-target".into(),
             "stderr".into(),
         ];
+        // Tests read the debug log; a benchmark may ask for less.
+        if !extra.contains(&"--log-level") {
+            args.extend(["--log-level".into(), "debug".into()]);
+        }
+        // Not the machine's network service and weaveDNS on their default ports, which a test
+        // of the front end may be running: closed ports, so claims need no allocator and DNS is
+        // off unless a test says otherwise.
+        for api in ["--weave-api", "--dns-api"] {
+            if !extra.contains(&api) {
+                args.extend([api.into(), format!("http://127.0.0.1:{}", free_port())]);
+            }
+        }
         args.extend(extra.iter().map(|s| s.to_string()));
-        let child = spawn_proxy(bin, &args, &log);
+        let env: Vec<(String, String)> = env
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        let child = spawn_proxy(bin, &args, &env, &log);
         let p = ProxyProc {
             child: Some(child),
             bin: bin.to_path_buf(),
             args,
+            env,
             bridge,
+            owns_bridge,
             tcp,
             unix,
             log,
@@ -306,7 +354,7 @@ impl ProxyProc {
     /// Starts a terminated proxy again with the same settings.
     pub fn restart_stopped(&mut self) {
         assert!(self.child.is_none(), "terminate() first");
-        self.child = Some(spawn_proxy(&self.bin, &self.args, &self.log));
+        self.child = Some(spawn_proxy(&self.bin, &self.args, &self.env, &self.log));
         self.wait_listening();
     }
 
@@ -372,7 +420,9 @@ impl Drop for ProxyProc {
             let _ = child.kill();
             let _ = child.wait();
         }
-        remove_bridge(&self.bridge);
+        if self.owns_bridge {
+            remove_bridge(&self.bridge);
+        }
     }
 }
 
@@ -393,8 +443,10 @@ pub fn remove_bridge(bridge: &str) {
     }
 }
 
-fn spawn_proxy(bin: &Path, args: &[String], log: &Path) -> Child {
+fn spawn_proxy(bin: &Path, args: &[String], env: &[(String, String)], log: &Path) -> Child {
     let mut cmd = Command::new(bin);
+    // The TLS defaults come from here; a test names them when it wants them.
+    cmd.env_remove("DOCKER_CERT_PATH");
     cmd.args(args)
         .stdin(Stdio::null())
         .stdout(Stdio::null())
@@ -410,6 +462,7 @@ fn spawn_proxy(bin: &Path, args: &[String], log: &Path) -> Child {
             cmd.env_remove(k);
         }
     }
+    cmd.envs(env.iter().map(|(k, v)| (k, v)));
     cmd.spawn().expect("start weaveproxy")
 }
 
@@ -706,4 +759,221 @@ impl Drop for Services {
         self.remove_services();
         let _ = docker(DIRECT, &["rmi", "-f", &self.image]);
     }
+}
+
+/// Our network service (`weave launch`'s IPAM) as a process of the test's own: its own port,
+/// data directory and bridge (a proxy's), so tests never share one. Stopped on drop.
+pub struct NetworkService {
+    child: Option<Child>,
+    bin: PathBuf,
+    args: Vec<String>,
+    pub port: u16,
+    pub log: PathBuf,
+    _dir: tempfile::TempDir,
+}
+
+impl NetworkService {
+    pub fn start(bridge: &str, range: &str) -> NetworkService {
+        NetworkService::start_on(free_port(), bridge, range)
+    }
+
+    /// On a given port: a proxy started earlier may already point at it.
+    pub fn start_on(port: u16, bridge: &str, range: &str) -> NetworkService {
+        let bin = Path::new(env!("CARGO_BIN_EXE_weaveproxy"));
+        NetworkService::launch(bin, port, bridge, range)
+    }
+
+    /// The release build, as the benchmarks measure it.
+    pub fn start_release_on(port: u16, bridge: &str, range: &str) -> NetworkService {
+        NetworkService::launch(&release_binary(), port, bridge, range)
+    }
+
+    fn launch(bin: &Path, port: u16, bridge: &str, range: &str) -> NetworkService {
+        require_docker();
+        let dir = tempfile::tempdir().unwrap();
+        let log = dir.path().join("network.log");
+        let args: Vec<String> = [
+            "weave",
+            "serve-network",
+            "--ipalloc-range",
+            range,
+            "--http-addr",
+            &format!("127.0.0.1:{port}"),
+            "--data-dir",
+            &dir.path().join("db").display().to_string(),
+            "--bridge",
+            bridge,
+        ]
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
+        let mut s = NetworkService {
+            child: None,
+            bin: bin.to_path_buf(),
+            args,
+            port,
+            log,
+            _dir: dir,
+        };
+        s.restart();
+        s
+    }
+
+    /// The `--weave-api` value for a proxy.
+    pub fn api(&self) -> String {
+        format!("http://127.0.0.1:{}", self.port)
+    }
+
+    /// Kills it without a chance to clean up, as a crash would.
+    pub fn kill(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    /// Starts it (again, with the same data directory) and waits until it answers.
+    pub fn restart(&mut self) {
+        assert!(self.child.is_none(), "kill() first");
+        self.child = Some(spawn_proxy(&self.bin, &self.args, &[], &self.log));
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while std::net::TcpStream::connect(("127.0.0.1", self.port)).is_err() {
+            assert!(
+                Instant::now() < deadline,
+                "network service did not listen; log:\n{}",
+                std::fs::read_to_string(&self.log).unwrap_or_default()
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+}
+
+impl Drop for NetworkService {
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            eprintln!(
+                "---- network service log:\n{}",
+                std::fs::read_to_string(&self.log).unwrap_or_default()
+            );
+        }
+        self.kill();
+    }
+}
+
+/// The IPv4 addresses in `ip -4 addr show` output, as (address, prefix length).
+pub fn ethwe_v4(out: &str) -> Vec<(std::net::Ipv4Addr, u8)> {
+    out.split_whitespace()
+        .skip_while(|w| *w != "inet")
+        .filter_map(|w| {
+            let (ip, len) = w.split_once('/')?;
+            Some((ip.parse().ok()?, len.parse().ok()?))
+        })
+        .collect()
+}
+
+pub fn in_subnet(ip: std::net::Ipv4Addr, net: std::net::Ipv4Addr, len: u8) -> bool {
+    let mask = u32::MAX.checked_shl(32 - u32::from(len)).unwrap_or(0);
+    u32::from(ip) & mask == u32::from(net) & mask
+}
+
+/// `docker inspect -f FORMAT NAME`, trimmed.
+pub fn inspect(name: &str, format: &str) -> String {
+    ok(docker(DIRECT, &["inspect", "-f", format, name]))
+        .trim()
+        .to_string()
+}
+
+/// Polls `f` for up to 30 s.
+pub fn wait_until(what: &str, mut f: impl FnMut() -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while Instant::now() < deadline {
+        if f() {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    panic!("timed out waiting for {what}");
+}
+
+/// Every test process holds this lock shared while it uses the daemon; the test that restarts
+/// the daemon holds it exclusively, so it never pulls the daemon from under another test run
+/// on this machine. Held until the process exits.
+fn daemon_lock(how: nix::fcntl::FlockArg) {
+    static LOCK: OnceLock<nix::fcntl::Flock<std::fs::File>> = OnceLock::new();
+    LOCK.get_or_init(|| {
+        let file = std::fs::OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open("/tmp/weaveproxy-tests-daemon.lock")
+            .expect("open the daemon lock file");
+        nix::fcntl::Flock::lock(file, how)
+            .map_err(|(_, e)| e)
+            .expect("lock the daemon lock file")
+    });
+}
+
+/// For the one test that restarts the daemon: waits until no other test process uses it.
+/// Must come before anything that calls `require_docker`.
+pub fn exclusive_daemon() {
+    daemon_lock(nix::fcntl::FlockArg::LockExclusive);
+}
+
+/// Stops the Docker daemon and starts it again the way scripts/ensure-docker does (or through
+/// systemd where it runs the daemon). Containers with a restart policy come back with it.
+pub fn restart_daemon() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let systemd = Path::new("/run/systemd/system").exists()
+        && Command::new("systemctl")
+            .args(["is-active", "--quiet", "docker"])
+            .status()
+            .is_ok_and(|s| s.success());
+    if systemd {
+        let st = Command::new("systemctl")
+            .args(["restart", "docker"])
+            .status()
+            .expect("systemctl");
+        assert!(st.success(), "systemctl restart docker failed");
+        return;
+    }
+    let pid = std::fs::read_to_string("/var/run/docker.pid").expect("/var/run/docker.pid");
+    let pid = pid.trim().to_string();
+    let st = Command::new("kill").args(["-TERM", &pid]).status().unwrap();
+    assert!(st.success(), "kill dockerd {pid}");
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while Path::new(&format!("/proc/{pid}")).exists() {
+        assert!(Instant::now() < deadline, "dockerd {pid} did not stop");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let st = Command::new(root.join("scripts/ensure-docker"))
+        .status()
+        .expect("scripts/ensure-docker");
+    assert!(
+        st.success(),
+        "scripts/ensure-docker could not start the daemon again"
+    );
+}
+
+/// The docker bridge's IP (where weaveDNS serves containers), computed as the product does:
+/// the gateway of the bridge network's IPAM config, else the first address of its subnet.
+pub fn docker_bridge_ip() -> std::net::Ipv4Addr {
+    let out = ok(docker(
+        DIRECT,
+        &[
+            "network",
+            "inspect",
+            "bridge",
+            "-f",
+            "{{range .IPAM.Config}}{{.Gateway}}|{{.Subnet}} {{end}}",
+        ],
+    ));
+    let configs: Vec<(Option<String>, Option<String>)> = out
+        .split_whitespace()
+        .filter_map(|c| c.split_once('|'))
+        .map(|(g, s)| {
+            let some = |x: &str| (!x.is_empty()).then(|| x.to_string());
+            (some(g), some(s))
+        })
+        .collect();
+    weaveproxy::dns::gateway(&configs).expect("the docker bridge has an IPv4 address")
 }
