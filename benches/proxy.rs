@@ -31,8 +31,17 @@ const HIJACKS: usize = 1_000;
 /// any buffer the proxy has for it.
 const ATTACH_OUTPUT: u64 = 256 << 10;
 const ATTACH_INPUT: usize = 64 << 10;
-/// Each throughput is measured this many times per path, rotating; the median is reported.
+/// Each throughput is measured this many times per path, rotating, unless
+/// `WEAVEPROXY_BENCH_RUNS` says otherwise; the median is reported.
 const STREAM_RUNS: usize = 5;
+
+fn stream_runs() -> usize {
+    std::env::var("WEAVEPROXY_BENCH_RUNS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .filter(|&n| n > 0)
+        .unwrap_or(STREAM_RUNS)
+}
 
 fn main() {
     if !common::benchmarking() {
@@ -248,7 +257,7 @@ struct Streams<'a> {
 }
 
 impl Streams<'_> {
-    /// Runs `f` (a throughput in MiB/s) `STREAM_RUNS` times on each path, rotating which goes
+    /// Runs `f` (a throughput in MiB/s) `stream_runs()` times on each path, rotating which goes
     /// first, and adds the medians to `table`, with what the daemon, the proxy and the relay
     /// spent in CPU per GiB of `bytes` moved.
     fn measure(
@@ -262,7 +271,8 @@ impl Streams<'_> {
         let pids = [common::daemon_pid(), self.proxy_pid, self.relay_pid];
         let cpu_before: Vec<f64> = pids.iter().map(|&p| common::cpu_secs(p)).collect();
         let mut runs: Vec<Vec<f64>> = vec![Vec::new(); paths.len()];
-        for i in 0..STREAM_RUNS {
+        let n = stream_runs();
+        for i in 0..n {
             for k in 0..paths.len() {
                 let j = (i + k) % paths.len();
                 runs[j].push(f(paths[j]));
@@ -285,19 +295,19 @@ impl Streams<'_> {
         // relay add tells how much a machine short of cores loses to a process in the middle.
         table.value(
             &format!("dockerd CPU per GiB {moved}"),
-            per_gib(0, paths.len() * STREAM_RUNS),
+            per_gib(0, paths.len() * n),
             "s",
             Target::None,
         );
         table.value(
             &format!("proxy CPU per GiB {moved}"),
-            per_gib(1, STREAM_RUNS),
+            per_gib(1, n),
             "s",
             Target::None,
         );
         table.value(
             &format!("relay CPU per GiB {moved}"),
-            per_gib(2, STREAM_RUNS),
+            per_gib(2, n),
             "s",
             Target::None,
         );
