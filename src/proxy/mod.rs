@@ -132,7 +132,9 @@ async fn serve_connection(
     _done: mpsc::Sender<()>,
 ) {
     let _counted = census::enter();
-    let Ok(io) = accepted.establish().await else {
+    // Boxed: the TLS handshake's future is 4.7 KB, and inline it would make every connection's
+    // task that much larger for the connection's whole life (5.5 KB instead of 1.1 KB).
+    let Ok(io) = Box::pin(accepted.establish()).await else {
         return;
     };
     let slot = HijackSlot::default();
