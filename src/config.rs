@@ -66,7 +66,7 @@ pub struct Cli {
     /// Seconds that in-flight requests get to finish on SIGTERM/SIGINT [default: 10]
     #[arg(long, value_name = "SECS")]
     pub shutdown_timeout: Option<u64>,
-    /// Threads that serve connections [default: 1]
+    /// Threads that serve connections [default: 2, or 1 on a single core]
     #[arg(long, value_name = "N")]
     pub workers: Option<usize>,
     /// Use TLS on every tcp listener (unix listeners stay plain); implied by --tlsverify
@@ -117,8 +117,9 @@ pub struct Settings {
     pub dns_address: String,
     pub no_rewrite_hosts: bool,
     pub shutdown_timeout: u64,
-    /// One is the default: a second thread costs a third more CPU per byte streamed (workers
-    /// wake each other for every event) and gains nothing until one core is saturated.
+    /// Two by default, where there are two cores: the two directions of a hijacked stream then
+    /// run at the same time. More cost CPU per byte streamed (workers wake each other for
+    /// every event) and pay only once two cores are saturated.
     pub workers: usize,
     pub tls: bool,
     pub tlsverify: bool,
@@ -187,7 +188,7 @@ pub fn load_from(
         .set_default("dns_address", "")?
         .set_default("no_rewrite_hosts", false)?
         .set_default("shutdown_timeout", 10)?
-        .set_default("workers", 1)?;
+        .set_default("workers", default_workers())?;
     for (key, default) in BOOL_OFF {
         builder = builder.set_default(*key, *default)?;
     }
@@ -266,6 +267,10 @@ fn home_of_user() -> Option<String> {
         .ok()
         .flatten()
         .map(|u| u.dir.to_string_lossy().into_owned())
+}
+
+fn default_workers() -> u64 {
+    std::thread::available_parallelism().map_or(1, |n| n.get().min(2) as u64)
 }
 
 impl Settings {
@@ -413,7 +418,7 @@ mod tests {
         assert!(s.no_rewrite_hosts);
         assert_eq!(s.dns_address, "10.9.0.1");
         assert_eq!(s.dns_api, "http://127.0.0.1:6784");
-        assert_eq!(s.workers, 1);
+        assert_eq!(s.workers as u64, default_workers());
         let s = load_from(&cli(&[]), env(&[("WEAVEPROXY_WORKERS", "4")])).unwrap();
         assert_eq!(s.workers, 4);
     }
