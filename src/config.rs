@@ -66,6 +66,9 @@ pub struct Cli {
     /// Seconds that in-flight requests get to finish on SIGTERM/SIGINT [default: 10]
     #[arg(long, value_name = "SECS")]
     pub shutdown_timeout: Option<u64>,
+    /// Threads that serve connections [default: 2, or 1 on a single core]
+    #[arg(long, value_name = "N")]
+    pub workers: Option<usize>,
     /// Use TLS on every tcp listener (unix listeners stay plain); implied by --tlsverify
     #[arg(long, num_args = 0..=1, default_missing_value = "true", value_name = "BOOL")]
     pub tls: Option<bool>,
@@ -114,6 +117,10 @@ pub struct Settings {
     pub dns_address: String,
     pub no_rewrite_hosts: bool,
     pub shutdown_timeout: u64,
+    /// Two by default, where there are two cores: the two directions of a hijacked stream then
+    /// run at the same time. More cost CPU per byte streamed (workers wake each other for
+    /// every event) and pay only once two cores are saturated.
+    pub workers: usize,
     pub tls: bool,
     pub tlsverify: bool,
     /// Empty until `load` fills in the default; left empty when TLS is off.
@@ -180,7 +187,8 @@ pub fn load_from(
         .set_default("dns_api", crate::dns_api::DEFAULT_BASE_URL)?
         .set_default("dns_address", "")?
         .set_default("no_rewrite_hosts", false)?
-        .set_default("shutdown_timeout", 10)?;
+        .set_default("shutdown_timeout", 10)?
+        .set_default("workers", default_workers())?;
     for (key, default) in BOOL_OFF {
         builder = builder.set_default(*key, *default)?;
     }
@@ -230,7 +238,8 @@ pub fn load_from(
         .set_override_option("docker_tlsverify", cli.docker_tlsverify)?
         .set_override_option("docker_tlscacert", cli.docker_tlscacert.clone())?
         .set_override_option("docker_tlscert", cli.docker_tlscert.clone())?
-        .set_override_option("docker_tlskey", cli.docker_tlskey.clone())?;
+        .set_override_option("docker_tlskey", cli.docker_tlskey.clone())?
+        .set_override_option("workers", cli.workers.map(|n| n as u64))?;
 
     let mut settings: Settings = builder.build()?.try_deserialize()?;
     settings.validate()?;
@@ -260,6 +269,10 @@ fn home_of_user() -> Option<String> {
         .map(|u| u.dir.to_string_lossy().into_owned())
 }
 
+fn default_workers() -> u64 {
+    std::thread::available_parallelism().map_or(1, |n| n.get().min(2) as u64)
+}
+
 impl Settings {
     fn validate(&self) -> Result<(), ConfigError> {
         let bad = |m: String| Err(ConfigError::Invalid(m));
@@ -280,6 +293,9 @@ impl Settings {
         }
         if self.with_dns && self.without_dns {
             return bad("--with-dns and --without-dns contradict each other".into());
+        }
+        if !(1..=256).contains(&self.workers) {
+            return bad(format!("workers {} is not between 1 and 256", self.workers));
         }
         if !self.dns_address.is_empty() && self.dns_address.parse::<std::net::Ipv4Addr>().is_err() {
             return bad(format!(
@@ -402,6 +418,9 @@ mod tests {
         assert!(s.no_rewrite_hosts);
         assert_eq!(s.dns_address, "10.9.0.1");
         assert_eq!(s.dns_api, "http://127.0.0.1:6784");
+        assert_eq!(s.workers as u64, default_workers());
+        let s = load_from(&cli(&[]), env(&[("WEAVEPROXY_WORKERS", "4")])).unwrap();
+        assert_eq!(s.workers, 4);
     }
 
     #[test]
@@ -465,6 +484,8 @@ mod tests {
         assert!(err.to_string().contains("loud"), "{err}");
         let err = load_from(&cli(&["--with-dns", "--without-dns"]), env(&[])).unwrap_err();
         assert!(err.to_string().contains("contradict"), "{err}");
+        let err = load_from(&cli(&["--workers", "0"]), env(&[])).unwrap_err();
+        assert!(err.to_string().contains("workers"), "{err}");
         let err = load_from(&cli(&["--dns-address", "weave"]), env(&[])).unwrap_err();
         assert!(err.to_string().contains("dns_address"), "{err}");
         let err = load_from(&cli(&["--config", "/nonexistent.toml"]), env(&[])).unwrap_err();

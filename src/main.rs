@@ -48,7 +48,12 @@ fn main() -> ExitCode {
         }
     };
     weaveproxy::logging::init(&settings.log_level, &settings.log_target);
-    let runtime = match tokio::runtime::Runtime::new() {
+    raise_fd_limit();
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(settings.workers)
+        .enable_all()
+        .build();
+    let runtime = match runtime {
         Ok(r) => r,
         Err(e) => {
             eprintln!("weaveproxy: cannot start the runtime: {e}");
@@ -217,6 +222,22 @@ fn install_weavewait(volume: &str) -> anyhow::Result<()> {
     std::fs::copy(&src, &tmp).context("installing weavewait into /w")?;
     std::fs::rename(&tmp, dir.join("w")).context("installing weavewait into /w")?;
     Ok(())
+}
+
+/// A hijacked stream holds two descriptors, and the usual soft limit of 1,024 would stop the
+/// proxy at ~500 attached terminals; the hard limit is what the administrator allows (the
+/// daemon raises its own the same way).
+fn raise_fd_limit() {
+    use nix::sys::resource::{Resource, getrlimit, setrlimit};
+    match getrlimit(Resource::RLIMIT_NOFILE) {
+        Ok((soft, hard)) if soft < hard => {
+            if let Err(e) = setrlimit(Resource::RLIMIT_NOFILE, hard, hard) {
+                tracing::warn!("cannot raise the open-file limit from {soft} to {hard}: {e}");
+            }
+        }
+        Ok(_) => {}
+        Err(e) => tracing::warn!("cannot read the open-file limit: {e}"),
+    }
 }
 
 async fn shutdown_signal() {

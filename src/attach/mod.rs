@@ -1,6 +1,6 @@
 //! Joining a container's network namespace to the weave bridge, over netlink:
-//! a veth pair, the host end on the bridge, the other end moved into the container's namespace,
-//! renamed `ethwe`, given the bridge's MTU and the container's addresses, and only then set up
+//! a veth pair with the bridge's MTU, the host end on the bridge, the other end made inside the
+//! container's namespace as `ethwe`, given the container's addresses and only then set up
 //! (weavewait execs the application once `ethwe` is up with an address).
 
 use std::net::IpAddr;
@@ -8,8 +8,8 @@ use std::os::fd::AsFd;
 
 use futures_util::TryStreamExt;
 use rtnetlink::packet_route::address::AddressAttribute;
-use rtnetlink::packet_route::link::{LinkAttribute, LinkMessage};
-use rtnetlink::{Handle, LinkBridge, LinkUnspec, LinkVeth};
+use rtnetlink::packet_route::link::{InfoData, InfoVeth, LinkAttribute, LinkMessage};
+use rtnetlink::{Handle, LinkBridge, LinkMessageBuilder, LinkUnspec, LinkVeth};
 
 use crate::weave_cidr::Cidr;
 
@@ -25,6 +25,15 @@ pub enum AttachError {
     Netns { pid: u32, err: String },
     #[error("{0}")]
     Other(String),
+}
+
+/// What [`Netlink::prepare`] found or made.
+#[derive(Debug)]
+pub enum Prepared {
+    /// `ethwe` was there already.
+    Existing,
+    /// A new veth pair; `host` is its end on the bridge.
+    New { host: String },
 }
 
 /// What an attach found and did.
@@ -167,59 +176,79 @@ impl Netlink {
         bridge: &str,
         cidrs: &[Cidr],
     ) -> Result<Attached, AttachError> {
-        let wanted = cidrs.to_vec();
-        if let Some(added) = in_netns(pid, move |h| add_missing(h, wanted)).await? {
-            return Ok(Attached::Existing { added });
-        }
+        let prepared = self.prepare(pid, bridge).await?;
+        self.finish(pid, prepared, cidrs).await
+    }
 
+    /// The part of an attach that needs no addresses, so that it can run while they are being
+    /// claimed or allocated: with no `ethwe` in the namespace, the veth pair is made, `ethwe`
+    /// still down and without addresses. [`Netlink::finish`] or [`Netlink::abandon`] follows.
+    pub async fn prepare(&self, pid: u32, bridge: &str) -> Result<Prepared, AttachError> {
+        let present = in_netns(pid, |h| async move {
+            Ok(link_by_name(&h, IFACE).await?.is_some())
+        })
+        .await?;
+        if present {
+            return Ok(Prepared::Existing);
+        }
         let (bridge_index, mtu) = self.ensure_bridge(bridge).await?;
-        let (host_name, peer_name) = veth_names(pid);
+        let host_name = host_veth_name(pid);
         // A veth from an attempt that failed half-way.
         self.delete_link(&host_name).await?;
+        // The container's end is made inside its namespace, already named `ethwe` and down:
+        // moving a link between namespaces makes the kernel wait for RCU grace periods
+        // (15-30 ms measured here), creating it there costs about a millisecond. The host end
+        // is on the bridge and up from the start.
+        let peer = LinkMessageBuilder::<LinkUnspec>::new()
+            .name(IFACE.to_string())
+            .mtu(mtu)
+            .setns_by_pid(pid)
+            .build();
         self.handle
             .link()
-            .add(LinkVeth::new(&host_name, &peer_name).mtu(mtu).build())
+            .add(
+                LinkVeth::new(&host_name, IFACE)
+                    .set_info_data(InfoData::Veth(InfoVeth::Peer(peer)))
+                    .mtu(mtu)
+                    .controller(bridge_index)
+                    .up()
+                    .build(),
+            )
             .execute()
             .await?;
-        let result = async {
-            let host = self
-                .link_by_name(&host_name)
-                .await?
-                .ok_or_else(|| AttachError::Other(format!("{host_name} vanished")))?;
-            self.handle
-                .link()
-                .set(
-                    LinkUnspec::new_with_index(host.header.index)
-                        .controller(bridge_index)
-                        .mtu(mtu)
-                        .up()
-                        .build(),
-                )
-                .execute()
-                .await?;
-            let peer = self
-                .link_by_name(&peer_name)
-                .await?
-                .ok_or_else(|| AttachError::Other(format!("{peer_name} vanished")))?;
-            self.handle
-                .link()
-                .set(
-                    LinkUnspec::new_with_index(peer.header.index)
-                        .setns_by_pid(pid)
-                        .build(),
-                )
-                .execute()
-                .await?;
-            let wanted = cidrs.to_vec();
-            in_netns(pid, move |h| configure_peer(h, peer_name, wanted)).await
-        }
-        .await;
-        if let Err(e) = result {
+        Ok(Prepared::New { host: host_name })
+    }
+
+    /// Gives `ethwe` its addresses, then sets it up.
+    pub async fn finish(
+        &self,
+        pid: u32,
+        prepared: Prepared,
+        cidrs: &[Cidr],
+    ) -> Result<Attached, AttachError> {
+        let wanted = cidrs.to_vec();
+        let host = match prepared {
+            Prepared::Existing => {
+                let added = in_netns(pid, move |h| add_missing(h, wanted)).await?;
+                return Ok(Attached::Existing { added });
+            }
+            Prepared::New { host } => host,
+        };
+        if let Err(e) = in_netns(pid, move |h| configure_peer(h, wanted)).await {
             // The peer dies with its twin wherever it is.
-            let _ = self.delete_link(&host_name).await;
+            let _ = self.delete_link(&host).await;
             return Err(e);
         }
         Ok(Attached::New)
+    }
+
+    /// Undoes [`Netlink::prepare`] when the attach cannot go on.
+    pub async fn abandon(&self, prepared: Prepared) {
+        if let Prepared::New { host } = prepared
+            && let Err(e) = self.delete_link(&host).await
+        {
+            tracing::warn!("removing {host}: {e}");
+        }
     }
 }
 
@@ -257,14 +286,14 @@ fn libc_eexist() -> i32 {
     nix::errno::Errno::EEXIST as i32
 }
 
-/// `vethwepl<pid>` / `vethwepg<pid>`, cut to the kernel's 15 characters like the original.
-pub fn veth_names(pid: u32) -> (String, String) {
+/// `vethwepl<pid>`, cut to the kernel's 15 characters like the original.
+pub fn host_veth_name(pid: u32) -> String {
     let id: String = pid
         .to_string()
         .chars()
         .take(15 - "vethwepl".len())
         .collect();
-    (format!("vethwepl{id}"), format!("vethwepg{id}"))
+    format!("vethwepl{id}")
 }
 
 async fn link_by_name(handle: &Handle, name: &str) -> Result<Option<LinkMessage>, AttachError> {
@@ -328,11 +357,11 @@ async fn add_addresses(handle: &Handle, index: u32, cidrs: &[Cidr]) -> Result<us
     Ok(added)
 }
 
-/// Inside the namespace: `None` when there is no `ethwe` yet.
-async fn add_missing(handle: Handle, cidrs: Vec<Cidr>) -> Result<Option<usize>, AttachError> {
-    let Some(link) = link_by_name(&handle, IFACE).await? else {
-        return Ok(None);
-    };
+/// Inside the namespace: what an `ethwe` that is there already lacks.
+async fn add_missing(handle: Handle, cidrs: Vec<Cidr>) -> Result<usize, AttachError> {
+    let link = link_by_name(&handle, IFACE)
+        .await?
+        .ok_or_else(|| AttachError::Other(format!("{IFACE} vanished from the container")))?;
     let added = add_addresses(&handle, link.header.index, &cidrs).await?;
     if !is_up(&link) {
         handle
@@ -341,24 +370,15 @@ async fn add_missing(handle: Handle, cidrs: Vec<Cidr>) -> Result<Option<usize>, 
             .execute()
             .await?;
     }
-    Ok(Some(added))
+    Ok(added)
 }
 
-/// Inside the namespace: rename, address, and only then up.
-async fn configure_peer(handle: Handle, peer: String, cidrs: Vec<Cidr>) -> Result<(), AttachError> {
-    let link = link_by_name(&handle, &peer)
+/// Inside the namespace: addresses, and only then up.
+async fn configure_peer(handle: Handle, cidrs: Vec<Cidr>) -> Result<(), AttachError> {
+    let link = link_by_name(&handle, IFACE)
         .await?
-        .ok_or_else(|| AttachError::Other(format!("{peer} did not arrive in the container")))?;
+        .ok_or_else(|| AttachError::Other(format!("{IFACE} did not appear in the container")))?;
     let index = link.header.index;
-    handle
-        .link()
-        .set(
-            LinkUnspec::new_with_index(index)
-                .name(IFACE.to_string())
-                .build(),
-        )
-        .execute()
-        .await?;
     add_addresses(&handle, index, &cidrs).await?;
     handle
         .link()
@@ -417,9 +437,8 @@ mod tests {
 
     #[test]
     fn veth_names_fit_the_kernel() {
-        assert_eq!(veth_names(42), ("vethwepl42".into(), "vethwepg42".into()));
-        let (a, b) = veth_names(4_194_304);
-        assert!(a.len() <= 15 && b.len() <= 15);
-        assert_eq!(a, "vethwepl4194304");
+        assert_eq!(host_veth_name(42), "vethwepl42");
+        assert_eq!(host_veth_name(4_194_304), "vethwepl4194304");
+        assert_eq!(host_veth_name(u32::MAX).len(), 15);
     }
 }

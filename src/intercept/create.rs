@@ -11,6 +11,7 @@ use serde_json::{Value, json};
 use super::{WEAVEWAIT, Weave};
 use crate::proxy::body::{self, ApiError, Body};
 use crate::proxy::forward::{HijackSlot, forward};
+use crate::proxy::lane::Lane;
 use crate::proxy::upstream::Upstream;
 
 /// Create bodies are small JSON documents; anything near this is not one.
@@ -19,6 +20,7 @@ const MAX_BODY: usize = 16 * 1024 * 1024;
 pub async fn handle(
     weave: &Weave,
     upstream: &Upstream,
+    lane: &Lane,
     req: Request<Body>,
 ) -> Result<Response<Body>, ApiError> {
     let (parts, body) = req.into_parts();
@@ -37,6 +39,7 @@ pub async fn handle(
         }
         forward(
             upstream,
+            lane,
             Request::from_parts(parts, body::full(bytes)),
             &no_hijack,
         )

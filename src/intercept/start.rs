@@ -26,6 +26,7 @@ use super::{WEAVEWAIT, Weave};
 use crate::attach::Attached;
 use crate::proxy::body::{self, ApiError, Body};
 use crate::proxy::forward::{HijackSlot, forward};
+use crate::proxy::lane::Lane;
 use crate::proxy::route;
 use crate::proxy::upstream::Upstream;
 use crate::router_api::RouterError;
@@ -34,11 +35,12 @@ use crate::weave_cidr::{Cidr, Token};
 pub async fn handle(
     weave: &Weave,
     upstream: &Upstream,
+    lane: &Lane,
     req: Request<Body>,
     id: &str,
 ) -> Result<Response<Body>, ApiError> {
     let req = legacy_host_config(weave, req, id).await?;
-    let resp = forward(upstream, req, &HijackSlot::default()).await?;
+    let resp = forward(upstream, lane, req, &HijackSlot::default()).await?;
     // 304 (already started), 404, 409...: nothing was started.
     if !resp.status().is_success() {
         return Ok(resp);
@@ -218,6 +220,9 @@ pub enum StartError {
 }
 
 pub async fn attach_container(weave: &Weave, id: &str) -> Result<Outcome, StartError> {
+    // What the attach step costs a start (waiting for a concurrent attach included); the
+    // benchmark reads it from the log.
+    let started = std::time::Instant::now();
     let docker = weave.docker.get().await?;
     let inspect = |id: String| {
         let docker = docker.clone();
@@ -269,31 +274,43 @@ pub async fn attach_container(weave: &Weave, id: &str) -> Result<Outcome, StartE
         config.domainname.as_deref().unwrap_or(""),
     );
 
-    let cidrs = addresses(weave, &full_id, &tokens).await?;
-    if weave.rewrite_hosts {
-        let own_hosts_file = info
-            .mounts
-            .as_deref()
-            .unwrap_or_default()
-            .iter()
-            .any(|m| m.destination.as_deref() == Some("/etc/hosts"));
-        if own_hosts_file {
-            tracing::info!(container = %short(&full_id), "not rewriting /etc/hosts: the container mounts its own");
-        } else {
-            let extra = info
-                .host_config
-                .as_ref()
-                .and_then(|h| h.extra_hosts.clone())
-                .unwrap_or_default();
-            let text = super::hosts::contents(&fqdn, &cidrs, &extra);
-            if let Err(e) = super::hosts::write(pid, &text).await {
-                tracing::error!(container = %short(&full_id), "cannot rewrite /etc/hosts: {e}");
+    // The interface is made while the addresses are claimed or allocated: both take
+    // milliseconds, and neither needs the other until the addresses go on.
+    let (cidrs, prepared) = tokio::join!(
+        addresses(weave, &full_id, &tokens),
+        weave.netlink.prepare(pid, &weave.bridge)
+    );
+    let attached = match (cidrs, prepared) {
+        (Ok(cidrs), Ok(prepared)) => {
+            // Before `ethwe` goes up, which lets the application start.
+            if weave.rewrite_hosts {
+                let mounts = info.mounts.as_deref().unwrap_or_default();
+                rewrite_hosts(
+                    mounts,
+                    info.host_config.as_ref(),
+                    pid,
+                    &full_id,
+                    &fqdn,
+                    &cidrs,
+                )
+                .await;
             }
+            weave
+                .netlink
+                .finish(pid, prepared, &cidrs)
+                .await
+                .map(|how| (cidrs, how))
         }
-    }
-    match weave.netlink.attach(pid, &weave.bridge, &cidrs).await {
-        Ok(how) => {
-            tracing::info!(container = %short(&full_id), addresses = ?cidrs.iter().map(Cidr::to_string).collect::<Vec<_>>(), ?how, "attached");
+        (Err(e), Ok(prepared)) => {
+            weave.netlink.abandon(prepared).await;
+            return Err(e);
+        }
+        (_, Err(e)) => Err(e),
+    };
+    match attached {
+        Ok((cidrs, how)) => {
+            let ms = started.elapsed().as_micros() as f64 / 1000.0;
+            tracing::info!(container = %short(&full_id), addresses = ?cidrs.iter().map(Cidr::to_string).collect::<Vec<_>>(), ?how, ms, "attached");
             register(weave, &full_id, &fqdn, &cidrs).await;
             Ok(Outcome::Attached { cidrs, how })
         }
@@ -313,6 +330,32 @@ pub async fn attach_container(weave: &Weave, id: &str) -> Result<Outcome, StartE
                 _ => Ok(Outcome::NotRunning),
             }
         }
+    }
+}
+
+/// Points the container's /etc/hosts at its weave name and addresses, unless it mounts a file
+/// of its own there. A failure is logged: the container works, its hosts file is Docker's.
+async fn rewrite_hosts(
+    mounts: &[bollard::models::MountPoint],
+    host_config: Option<&bollard::models::HostConfig>,
+    pid: u32,
+    id: &str,
+    fqdn: &str,
+    cidrs: &[Cidr],
+) {
+    let own_hosts_file = mounts
+        .iter()
+        .any(|m| m.destination.as_deref() == Some("/etc/hosts"));
+    if own_hosts_file {
+        tracing::info!(container = %short(id), "not rewriting /etc/hosts: the container mounts its own");
+        return;
+    }
+    let extra = host_config
+        .and_then(|h| h.extra_hosts.clone())
+        .unwrap_or_default();
+    let text = super::hosts::contents(fqdn, cidrs, &extra);
+    if let Err(e) = super::hosts::write(pid, &text).await {
+        tracing::error!(container = %short(id), "cannot rewrite /etc/hosts: {e}");
     }
 }
 

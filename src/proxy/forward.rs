@@ -9,6 +9,7 @@ use hyper::upgrade::OnUpgrade;
 use hyper::{Request, Response, StatusCode};
 
 use super::body::{self, ApiError, Body};
+use super::lane::Lane;
 use super::route;
 use super::upstream::Upstream;
 
@@ -45,8 +46,11 @@ pub fn sanitize_host<B>(req: &mut Request<B>) {
     }
 }
 
+/// `lane`: the daemon connection of the client's connection, for everything but hijacks;
+/// `slot`: where a hijacked stream's daemon side goes.
 pub async fn forward(
     upstream: &Upstream,
+    lane: &Lane,
     mut req: Request<Body>,
     slot: &HijackSlot,
 ) -> Result<Response<Body>, ApiError> {
@@ -61,8 +65,12 @@ pub async fn forward(
         req.headers_mut()
             .insert(header::UPGRADE, HeaderValue::from_static("tcp"));
     }
+    if !hijack {
+        return Ok(lane.send(upstream, req).await?.map(|b| b.boxed()));
+    }
+    // A connection of its own, which the stream takes over.
     let mut resp = upstream.send(req).await?;
-    if hijack && resp.status() == StatusCode::SWITCHING_PROTOCOLS {
+    if resp.status() == StatusCode::SWITCHING_PROTOCOLS {
         slot.put(hyper::upgrade::on(&mut resp));
         let (mut parts, _) = resp.into_parts();
         if !client_upgrades {

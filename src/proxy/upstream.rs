@@ -1,6 +1,6 @@
-//! The Docker daemon behind the proxy: one fresh connection per request (a unix connect is
-//! cheap, and it keeps hijacked streams free of any pool state), over TLS for a daemon that
-//! listens only with `--tlsverify`.
+//! The Docker daemon behind the proxy: connections to it, one per client connection (see
+//! `lane`) and a fresh one for each hijacked stream, which takes it over; over TLS for a
+//! daemon that listens only with `--tlsverify`.
 
 use std::fmt;
 use std::path::PathBuf;
@@ -9,6 +9,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use hyper::body::Incoming;
+use hyper::client::conn::http1::{Connection, SendRequest};
 use hyper::{Request, Response, StatusCode};
 use hyper_util::rt::TokioIo;
 use tokio::io::{AsyncRead, AsyncWrite};
@@ -172,27 +173,44 @@ impl Upstream {
         B::Data: Send,
         B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
     {
-        let io = self.connect().await.map_err(|e| self.unreachable(e))?;
-        let (mut sender, conn) = hyper::client::conn::http1::Builder::new()
-            .preserve_header_case(true)
-            .title_case_headers(true)
-            .handshake(TokioIo::new(io))
-            .await
-            .map_err(|e| self.unreachable(e))?;
+        let (mut sender, conn) = self.open().await?;
         tokio::spawn(async move {
             if let Err(e) = conn.with_upgrades().await {
                 tracing::debug!("daemon connection ended: {e}");
             }
         });
-        sender.send_request(req).await.map_err(|e| {
-            ApiError::new(
-                StatusCode::BAD_GATEWAY,
-                format!(
-                    "weaveproxy: the Docker daemon at {} did not answer: {e}",
-                    self.addr
-                ),
-            )
-        })
+        sender
+            .send_request(req)
+            .await
+            .map_err(|e| self.no_answer(e))
+    }
+
+    pub(super) fn no_answer(&self, e: impl fmt::Display) -> ApiError {
+        ApiError::new(
+            StatusCode::BAD_GATEWAY,
+            format!(
+                "weaveproxy: the Docker daemon at {} did not answer: {e}",
+                self.addr
+            ),
+        )
+    }
+
+    /// A new connection; the caller drives it (`send` for one request, `lane` for several).
+    pub(super) async fn open<B>(
+        &self,
+    ) -> Result<(SendRequest<B>, Connection<TokioIo<BoxIo>, B>), ApiError>
+    where
+        B: hyper::body::Body + Send + 'static,
+        B::Data: Send,
+        B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+    {
+        let io = self.connect().await.map_err(|e| self.unreachable(e))?;
+        hyper::client::conn::http1::Builder::new()
+            .preserve_header_case(true)
+            .title_case_headers(true)
+            .handshake(TokioIo::new(io))
+            .await
+            .map_err(|e| self.unreachable(e))
     }
 }
 

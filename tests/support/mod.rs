@@ -226,6 +226,7 @@ impl Drop for Cleanup {
 /// A proxy process on a free tcp port and a unix socket of its own; stopped on drop.
 pub struct ProxyProc {
     child: Option<Child>,
+    bin: PathBuf,
     args: Vec<String>,
     env: Vec<(String, String)>,
     /// A bridge of this proxy's own, so that tests never share (or break) one.
@@ -265,7 +266,26 @@ impl ProxyProc {
         ProxyProc::start_on(extra, &[], true, Some(other.bridge.clone()))
     }
 
+    /// The release build that goes into the image (scripts/build-static all), logging at the
+    /// product's default level: what the benchmarks measure.
+    pub fn start_release(extra: &[&str]) -> ProxyProc {
+        let mut args = vec!["--log-level", "info"];
+        args.extend(extra);
+        ProxyProc::launch(&release_binary(), &args, &[], true, None)
+    }
+
     fn start_on(
+        extra: &[&str],
+        env: &[(&str, &str)],
+        wait: bool,
+        shared_bridge: Option<String>,
+    ) -> ProxyProc {
+        let bin = Path::new(env!("CARGO_BIN_EXE_weaveproxy"));
+        ProxyProc::launch(bin, extra, env, wait, shared_bridge)
+    }
+
+    fn launch(
+        bin: &Path,
         extra: &[&str],
         env: &[(&str, &str)],
         wait: bool,
@@ -312,9 +332,10 @@ impl ProxyProc {
             .iter()
             .map(|(k, v)| (k.to_string(), v.to_string()))
             .collect();
-        let child = spawn_proxy(&args, &env, &log);
+        let child = spawn_proxy(bin, &args, &env, &log);
         let p = ProxyProc {
             child: Some(child),
+            bin: bin.to_path_buf(),
             args,
             env,
             bridge,
@@ -333,7 +354,7 @@ impl ProxyProc {
     /// Starts a terminated proxy again with the same settings.
     pub fn restart_stopped(&mut self) {
         assert!(self.child.is_none(), "terminate() first");
-        self.child = Some(spawn_proxy(&self.args, &self.env, &self.log));
+        self.child = Some(spawn_proxy(&self.bin, &self.args, &self.env, &self.log));
         self.wait_listening();
     }
 
@@ -422,8 +443,8 @@ pub fn remove_bridge(bridge: &str) {
     }
 }
 
-fn spawn_proxy(args: &[String], env: &[(String, String)], log: &Path) -> Child {
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_weaveproxy"));
+fn spawn_proxy(bin: &Path, args: &[String], env: &[(String, String)], log: &Path) -> Child {
+    let mut cmd = Command::new(bin);
     // The TLS defaults come from here; a test names them when it wants them.
     cmd.env_remove("DOCKER_CERT_PATH");
     cmd.args(args)
@@ -453,6 +474,20 @@ pub fn bridge_name() -> String {
         std::process::id() % 100_000,
         N.fetch_add(1, Ordering::Relaxed)
     )
+}
+
+/// The static release proxy that scripts/build-static all leaves in target/image, or the one
+/// `WEAVEPROXY_BENCH_BINARY` names (a build with symbols, for profiling).
+pub fn release_binary() -> PathBuf {
+    let path = std::env::var_os("WEAVEPROXY_BENCH_BINARY")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("target/image/weaveproxy"));
+    assert!(
+        path.is_file(),
+        "{} missing: run scripts/build-static all (scripts/bench does)",
+        path.display()
+    );
+    path
 }
 
 /// The static weavewait, built by scripts/build-static (the README's test command runs it).
@@ -730,6 +765,7 @@ impl Drop for Services {
 /// data directory and bridge (a proxy's), so tests never share one. Stopped on drop.
 pub struct NetworkService {
     child: Option<Child>,
+    bin: PathBuf,
     args: Vec<String>,
     pub port: u16,
     pub log: PathBuf,
@@ -743,6 +779,16 @@ impl NetworkService {
 
     /// On a given port: a proxy started earlier may already point at it.
     pub fn start_on(port: u16, bridge: &str, range: &str) -> NetworkService {
+        let bin = Path::new(env!("CARGO_BIN_EXE_weaveproxy"));
+        NetworkService::launch(bin, port, bridge, range)
+    }
+
+    /// The release build, as the benchmarks measure it.
+    pub fn start_release_on(port: u16, bridge: &str, range: &str) -> NetworkService {
+        NetworkService::launch(&release_binary(), port, bridge, range)
+    }
+
+    fn launch(bin: &Path, port: u16, bridge: &str, range: &str) -> NetworkService {
         require_docker();
         let dir = tempfile::tempdir().unwrap();
         let log = dir.path().join("network.log");
@@ -763,6 +809,7 @@ impl NetworkService {
         .collect();
         let mut s = NetworkService {
             child: None,
+            bin: bin.to_path_buf(),
             args,
             port,
             log,
@@ -788,7 +835,7 @@ impl NetworkService {
     /// Starts it (again, with the same data directory) and waits until it answers.
     pub fn restart(&mut self) {
         assert!(self.child.is_none(), "kill() first");
-        self.child = Some(spawn_proxy(&self.args, &[], &self.log));
+        self.child = Some(spawn_proxy(&self.bin, &self.args, &[], &self.log));
         let deadline = Instant::now() + Duration::from_secs(10);
         while std::net::TcpStream::connect(("127.0.0.1", self.port)).is_err() {
             assert!(
