@@ -4,6 +4,7 @@
 mod support;
 
 use std::io::{BufRead, BufReader};
+use std::path::Path;
 use std::process::Stdio;
 use std::time::{Duration, Instant};
 
@@ -818,4 +819,93 @@ fn sigterm_finishes_in_flight_and_removes_socket() {
     assert!(String::from_utf8_lossy(&b).contains("StatusCode"));
     assert_eq!(code, Some(0));
     assert!(!sock.exists(), "unix socket removed on clean shutdown");
+}
+
+/// A client that shuts down its sending side once its requests are out still gets every
+/// answer, as from the daemon; and the daemon sees the half-close, so a stream it ends for
+/// such a client (`events`) ends through the proxy too.
+#[test]
+fn half_closed_clients_get_their_answers() {
+    let p = ProxyProc::start(&[]);
+    let sock = p.unix_host();
+    let sock = Path::new(sock.trim_start_matches("unix://"));
+    let v = api_version();
+    let exchange = |mut r: Raw, req: &str| -> String {
+        r.set_read_timeout(Duration::from_secs(10));
+        r.send(req.as_bytes());
+        r.shutdown_write();
+        String::from_utf8_lossy(&r.read_to_end()).into_owned()
+    };
+    let statuses = |text: &str| -> Vec<String> {
+        text.lines()
+            .filter(|l| l.starts_with("HTTP/"))
+            .map(|l| l.trim().to_string())
+            .collect()
+    };
+    let ping10 = "GET /_ping HTTP/1.0\r\n\r\n".to_string();
+    let pipelined = format!(
+        "GET /_ping HTTP/1.1\r\nHost: docker\r\n\r\nGET /v{v}/version HTTP/1.1\r\nHost: docker\r\n\r\nGET /_ping HTTP/1.1\r\nHost: docker\r\n\r\n"
+    );
+    for req in [&ping10, &pipelined] {
+        let direct = exchange(raw_direct(), req);
+        for (how, through) in [
+            ("tcp", exchange(Raw::tcp(&p.addr()), req)),
+            ("unix", exchange(Raw::unix(sock), req)),
+        ] {
+            assert!(!statuses(&direct).is_empty(), "direct: {direct:?}");
+            assert_eq!(statuses(&through), statuses(&direct), "{how}: {through:?}");
+            assert_eq!(
+                through.matches("\r\n\r\nOK").count(),
+                direct.matches("\r\n\r\nOK").count(),
+                "{how}: {through:?}"
+            );
+        }
+    }
+    assert!(exchange(Raw::tcp(&p.addr()), &pipelined).contains("ApiVersion"));
+
+    // An events stream: the daemon ends it for a half-closed client; the proxy passes that on
+    // rather than holding the stream (and its daemon connection) open.
+    let events = format!("GET /v{v}/events HTTP/1.1\r\nHost: docker\r\n\r\n");
+    let started = Instant::now();
+    let direct = exchange(raw_direct(), &events);
+    let direct_took = started.elapsed();
+    let started = Instant::now();
+    let through = exchange(Raw::tcp(&p.addr()), &events);
+    assert_eq!(statuses(&through), statuses(&direct), "{through:?}");
+    assert!(
+        started.elapsed() < direct_took + Duration::from_secs(5),
+        "the stream ended directly after {direct_took:?}, through the proxy only after {:?}",
+        started.elapsed()
+    );
+}
+
+/// Clients that vanish from streams on which nothing happens (no event, no log line) free
+/// their daemon connections at once, not at the stream's next write.
+#[test]
+fn vanished_clients_of_idle_streams_free_their_daemon_connections() {
+    let p = ProxyProc::start(&[]);
+    ok(docker(&p.tcp, &["version"]));
+    std::thread::sleep(Duration::from_millis(200));
+    let before = p.open_fds();
+    let v = api_version();
+    // Only events about a container that does not exist: none will come.
+    let req = format!(
+        "GET /v{v}/events?filters=%7B%22container%22%3A%5B%22wpt-none-{}%22%5D%7D HTTP/1.1\r\nHost: docker\r\n\r\n",
+        std::process::id()
+    );
+    let mut open = Vec::new();
+    for _ in 0..10 {
+        let mut r = Raw::tcp(&p.addr());
+        r.send(req.as_bytes());
+        assert!(r.read_head().starts_with("HTTP/1.1 200"));
+        open.push(r);
+    }
+    assert!(
+        p.open_fds() >= before + 20,
+        "each stream holds two descriptors"
+    );
+    drop(open);
+    wait_until("the proxy closes the streams' daemon connections", || {
+        p.open_fds() <= before
+    });
 }

@@ -8,6 +8,10 @@
 //! another task, possibly on another thread, to be scheduled.
 //!
 //! Hijacked streams do not use the lane: they take their daemon connection over for good.
+//!
+//! A client's half-close is passed on (see [`super::halfclose`]): once the client has ended its
+//! input and the daemon has begun to answer, the lane's daemon connection is shut for writing.
+//! A further request the client had already sent (pipelined) goes on a new connection.
 
 use std::future::Future;
 use std::pin::Pin;
@@ -20,28 +24,52 @@ use hyper::{Request, Response};
 use hyper_util::rt::TokioIo;
 
 use super::body::{ApiError, Body};
+use super::halfclose::{Closable, Flag};
 use super::upstream::{BoxIo, Upstream};
 
 type Driver = Pin<Box<Connection<TokioIo<BoxIo>, Body>>>;
 
-#[derive(Clone, Default)]
+#[derive(Clone)]
 pub struct Lane(Arc<Mutex<State>>);
 
-#[derive(Default)]
 struct State {
     sender: Option<SendRequest<Body>>,
     driver: Option<Driver>,
+    /// The client connection has read end-of-file.
+    client_eof: Flag,
+    /// Asks the current daemon connection to shut its writing side.
+    shut: Flag,
+    /// The daemon has begun to answer the request last sent.
+    answered: bool,
 }
 
 impl Lane {
+    pub fn new(client_eof: Flag) -> Lane {
+        Lane(Arc::new(Mutex::new(State {
+            sender: None,
+            driver: None,
+            client_eof,
+            shut: Flag::default(),
+            answered: false,
+        })))
+    }
+
     fn state(&self) -> MutexGuard<'_, State> {
         self.0.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// The daemon has begun to answer, and the client might end its input while it does.
+    pub fn answering(&self) -> bool {
+        self.state().answered
     }
 
     /// Moves the daemon connection along; to be polled by the task that serves the client,
     /// after anything that may have started a request.
     pub fn poll_drive(&self, cx: &mut Context<'_>) {
         let mut state = self.state();
+        if state.answered && state.client_eof.is_set() {
+            state.shut.set();
+        }
         if let Some(driver) = state.driver.as_mut()
             && let Poll::Ready(result) = driver.as_mut().poll(cx)
         {
@@ -62,7 +90,15 @@ impl Lane {
         mut req: Request<Body>,
     ) -> Result<Response<Incoming>, ApiError> {
         loop {
-            let mut kept = self.state().sender.take();
+            let mut kept = {
+                let mut state = self.state();
+                // A connection shut for writing takes no further request.
+                if state.shut.is_set() {
+                    state.sender = None;
+                }
+                state.answered = false;
+                state.sender.take()
+            };
             // Ready once the previous answer has been read to its end; an error if the daemon
             // closed the connection.
             if let Some(s) = kept.as_mut()
@@ -73,14 +109,22 @@ impl Lane {
             let (mut sender, reused) = match kept {
                 Some(s) => (s, true),
                 None => {
-                    let (sender, driver) = upstream.open().await?;
-                    self.state().driver = Some(Box::pin(driver));
+                    let shut = Flag::default();
+                    let closable = shut.clone();
+                    let (sender, driver) = upstream
+                        .open(move |io| Box::new(Closable::new(io, closable)) as BoxIo)
+                        .await?;
+                    let mut state = self.state();
+                    state.driver = Some(Box::pin(driver));
+                    state.shut = shut;
                     (sender, false)
                 }
             };
             match sender.try_send_request(req).await {
                 Ok(resp) => {
-                    self.state().sender = Some(sender);
+                    let mut state = self.state();
+                    state.sender = Some(sender);
+                    state.answered = true;
                     return Ok(resp);
                 }
                 Err(mut e) => match e.take_message() {

@@ -4,6 +4,7 @@
 pub mod body;
 pub mod census;
 pub mod forward;
+pub mod halfclose;
 pub mod lane;
 pub mod listen;
 pub mod route;
@@ -137,8 +138,10 @@ async fn serve_connection(
     let Ok(io) = Box::pin(accepted.establish()).await else {
         return;
     };
+    let client_eof = halfclose::Flag::default();
+    let (io, lookout) = halfclose::EofWatch::new(io, client_eof.clone());
     let slot = HijackSlot::default();
-    let lane = Lane::default();
+    let lane = Lane::new(client_eof);
     let svc = {
         let slot = slot.clone();
         let lane = lane.clone();
@@ -154,6 +157,9 @@ async fn serve_connection(
         .preserve_header_case(true)
         .title_case_headers(true)
         .auto_date_header(false)
+        // A client may shut down its sending side once its request is out (`curl -T`, HTTP/1.0
+        // tools, `nc -N`) and still wait for the answer; the daemon answers those, so do we.
+        .half_close(true)
         .serve_connection(TokioIo::new(io), svc);
     let mut stopping = *stop.borrow();
     if stopping {
@@ -168,6 +174,9 @@ async fn serve_connection(
             r = std::future::poll_fn(|cx| {
                 lane.poll_drive(cx);
                 let r = conn.poll_without_shutdown(cx);
+                if r.is_pending() && lane.answering() {
+                    lookout.poll_look(cx);
+                }
                 lane.poll_drive(cx);
                 r
             }) => break r,
@@ -184,10 +193,17 @@ async fn serve_connection(
         return;
     }
     let http1::Parts { io, read_buf, .. } = conn.into_parts();
+    drop(lookout);
+    let (io, ahead) = io.into_inner().into_inner();
     // The stream has a daemon connection of its own; the lane's is closed now, not when the
     // stream ends.
     drop(lane);
     if let Some(upgrade) = slot.take() {
-        splice::splice(io.into_inner(), read_buf, upgrade).await;
+        let early = if ahead.is_empty() {
+            read_buf
+        } else {
+            [&read_buf[..], &ahead[..]].concat().into()
+        };
+        splice::splice(io, early, upgrade).await;
     }
 }

@@ -173,7 +173,7 @@ impl Upstream {
         B::Data: Send,
         B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
     {
-        let (mut sender, conn) = self.open().await?;
+        let (mut sender, conn) = self.open(|io| io).await?;
         tokio::spawn(async move {
             if let Err(e) = conn.with_upgrades().await {
                 tracing::debug!("daemon connection ended: {e}");
@@ -198,13 +198,14 @@ impl Upstream {
     /// A new connection; the caller drives it (`send` for one request, `lane` for several).
     pub(super) async fn open<B>(
         &self,
+        wrap: impl FnOnce(BoxIo) -> BoxIo,
     ) -> Result<(SendRequest<B>, Connection<TokioIo<BoxIo>, B>), ApiError>
     where
         B: hyper::body::Body + Send + 'static,
         B::Data: Send,
         B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
     {
-        let io = self.connect().await.map_err(|e| self.unreachable(e))?;
+        let io = wrap(self.connect().await.map_err(|e| self.unreachable(e))?);
         hyper::client::conn::http1::Builder::new()
             .preserve_header_case(true)
             .title_case_headers(true)
