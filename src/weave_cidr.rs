@@ -138,6 +138,14 @@ pub fn parse(value: &str) -> Result<Request, WeaveCidrError> {
                     cidr.network()
                 )));
             }
+            if let Some(why) = unusable_range(cidr.addr) {
+                return Err(bad(format!("\"{word}\" is {why}")));
+            }
+            if cidr.prefix == 0 || cidr.prefix > 30 {
+                return Err(bad(format!(
+                    "\"{word}\": a subnet to allocate in needs a prefix from /1 to /30"
+                )));
+            }
             Token::Net(cidr)
         } else {
             let ip = word.strip_prefix("ip:").unwrap_or(word);
@@ -146,6 +154,18 @@ pub fn parse(value: &str) -> Result<Request, WeaveCidrError> {
                     "\"{word}\" is not an address like 10.2.1.1/24, ip:CIDR, net:CIDR or net:default"
                 ))
             })?;
+            if let Some(why) = unusable_address(cidr) {
+                return Err(bad(format!("\"{word}\": {why}")));
+            }
+            if let Some(Token::Claim(same)) = tokens
+                .iter()
+                .find(|t| matches!(t, Token::Claim(c) if c.addr == cidr.addr))
+            {
+                return Err(bad(format!(
+                    "{} is asked for twice ({same} and {cidr})",
+                    cidr.addr
+                )));
+            }
             Token::Claim(cidr)
         };
         tokens.push(token);
@@ -156,9 +176,52 @@ pub fn parse(value: &str) -> Result<Request, WeaveCidrError> {
     Ok(Request::Attach(tokens))
 }
 
-/// The first `WEAVE_CIDR=` entry of a container's environment, as Docker would see it.
+/// Why an address cannot go on an interface, if it cannot: the kernel takes some of these
+/// (and the container then has an address nothing can reach), others it refuses with a bare
+/// errno; either way the user learns it at create, in words.
+fn unusable_address(c: Cidr) -> Option<String> {
+    if c.prefix == 0 {
+        return Some("/0 is every address, not a subnet an interface can be on".into());
+    }
+    if let Some(why) = unusable_range(c.addr) {
+        return Some(format!("{} is {why}", c.addr));
+    }
+    if c.prefix <= 30 {
+        let net = c.network();
+        if c.addr == net.addr {
+            return Some(format!(
+                "{} is the network address of {net}, not a host's",
+                c.addr
+            ));
+        }
+        let broadcast = Ipv4Addr::from(u32::from(net.addr) | !c.mask());
+        if c.addr == broadcast {
+            return Some(format!("{} is the broadcast address of {net}", c.addr));
+        }
+    }
+    None
+}
+
+fn unusable_range(ip: Ipv4Addr) -> Option<&'static str> {
+    if ip.is_unspecified() {
+        Some("the unspecified address")
+    } else if ip.is_loopback() {
+        Some("a loopback address (127.0.0.0/8)")
+    } else if ip.is_multicast() {
+        Some("a multicast address (224.0.0.0/4)")
+    } else if ip.is_broadcast() || ip.octets()[0] >= 240 {
+        Some("a reserved address (240.0.0.0/4)")
+    } else {
+        None
+    }
+}
+
+/// A container's `WEAVE_CIDR`, as its process sees it: Docker keeps the last entry of a name
+/// given twice (`-e WEAVE_CIDR=a -e WEAVE_CIDR=b` runs with `b`).
 pub fn from_env<'a>(env: impl IntoIterator<Item = &'a str>) -> Option<&'a str> {
-    env.into_iter().find_map(|e| e.strip_prefix("WEAVE_CIDR="))
+    env.into_iter()
+        .filter_map(|e| e.strip_prefix("WEAVE_CIDR="))
+        .last()
 }
 
 #[cfg(test)]
@@ -204,6 +267,19 @@ mod tests {
             "10.2.1.1/",
             "net:10.2.1.1/24",
             "10.2.1.1/024",
+            "0.0.0.0/0",
+            "10.2.1.1/0",
+            "224.0.0.1/4",
+            "127.0.0.1/8",
+            "255.255.255.255/32",
+            "240.0.0.1/8",
+            "10.2.1.0/24",
+            "10.2.1.255/24",
+            "10.2.1.1/24 10.2.1.1/24",
+            "10.2.1.1/24 ip:10.2.1.1/16",
+            "net:0.0.0.0/0",
+            "net:127.0.0.0/8",
+            "net:10.2.1.0/31",
         ] {
             let err = parse(bad).unwrap_err();
             assert_eq!(err.value, bad);
@@ -217,9 +293,25 @@ mod tests {
     }
 
     #[test]
-    fn first_env_entry_wins() {
+    fn host_addresses_at_the_edges_are_fine() {
+        for good in [
+            "10.2.1.1/24",
+            "10.2.1.254/24",
+            "10.2.1.0/31",
+            "10.2.1.1/31",
+            "10.2.1.7/32",
+            "169.254.1.1/16",
+            "10.2.1.1/24 10.2.2.1/24",
+            "net:10.2.1.0/30",
+        ] {
+            assert!(parse(good).is_ok(), "{good}");
+        }
+    }
+
+    #[test]
+    fn last_env_entry_wins() {
         let env = ["A=1", "WEAVE_CIDR=10.2.1.1/24", "WEAVE_CIDR=none"];
-        assert_eq!(from_env(env), Some("10.2.1.1/24"));
+        assert_eq!(from_env(env), Some("none"));
         assert_eq!(from_env(["A=1"]), None);
         assert_eq!(from_env(["WEAVE_CIDR="]), Some(""));
     }

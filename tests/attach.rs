@@ -92,6 +92,27 @@ fn several_cidrs() {
     for a in ["inet 10.2.1.1/24", "inet 10.2.2.1/24", "inet 10.2.3.1/16"] {
         assert!(out.contains(a), "{a} missing in {out}");
     }
+    // Given twice, the last one counts, as in the container's own environment.
+    let out = ok(docker(
+        &p.tcp,
+        &[
+            "run",
+            "--rm",
+            "-e",
+            "WEAVE_CIDR=10.2.1.62/24",
+            "-e",
+            "WEAVE_CIDR=10.2.1.63/24",
+            image(),
+            "sh",
+            "-c",
+            "echo $WEAVE_CIDR; ip -4 addr show ethwe",
+        ],
+    ));
+    assert!(out.starts_with("10.2.1.63/24\n"), "{out}");
+    assert!(
+        out.contains("inet 10.2.1.63/24") && !out.contains("10.2.1.62"),
+        "{out}"
+    );
 }
 
 #[test]
@@ -330,6 +351,24 @@ fn no_command_and_missing_program_errors() {
         "{}",
         proxied.stderr
     );
+    // `--entrypoint ""` clears the image's entrypoint, and Docker then takes no CMD from the
+    // image either.
+    let args = |cidr| vec!["run", "--rm", "-e", cidr, "--entrypoint", "", image()];
+    let direct = docker(DIRECT, &args("WEAVE_CIDR=10.2.1.2/24"));
+    let proxied = docker(&p.tcp, &args("WEAVE_CIDR=10.2.1.2/24"));
+    assert_ne!(direct.code, 0);
+    assert_eq!(proxied.code, direct.code, "{proxied:?}");
+    assert!(
+        proxied.stderr.contains("No command specified"),
+        "{}",
+        proxied.stderr
+    );
+    let with_cmd = |host| {
+        let mut a = args("WEAVE_CIDR=10.2.1.2/24");
+        a.extend(["echo", "given"]);
+        ok(docker(host, &a))
+    };
+    assert_eq!(with_cmd(&p.tcp), with_cmd(DIRECT));
 
     // A program that is not there: Docker's wording, and the CLI's exit code for it.
     let out = docker(
@@ -509,6 +548,13 @@ fn invalid_weave_cidr_is_one_line_and_creates_nothing() {
         "10.2.1.1/24 bogus",
         "net:10.2.300.0/24",
         "ip:10.2.1.1/33",
+        // Addresses the kernel would take or refuse with a bare errno (a new user's findings).
+        "0.0.0.0/0",
+        "224.0.0.1/4",
+        "127.0.0.1/8",
+        "10.2.1.0/24",
+        "10.2.1.255/24",
+        "10.2.1.1/24 10.2.1.1/24",
     ] {
         let name = c.container("bad");
         let env = format!("WEAVE_CIDR={bad}");
