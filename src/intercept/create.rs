@@ -225,13 +225,8 @@ pub struct CommandParts {
 
 impl CommandParts {
     pub fn from_request(config: &serde_json::Map<String, Value>) -> CommandParts {
-        let mut entrypoint = strings(config.get("Entrypoint"));
-        // `--entrypoint ""` arrives as [""]: the user cleared the image's entrypoint.
-        if entrypoint.as_deref() == Some(&[String::new()]) {
-            entrypoint = Some(Vec::new());
-        }
         CommandParts {
-            entrypoint,
+            entrypoint: strings(config.get("Entrypoint")),
             cmd: strings(config.get("Cmd")),
         }
     }
@@ -243,11 +238,14 @@ impl CommandParts {
 
     /// The command Docker would run, as (entrypoint, cmd), following the daemon's own merge:
     /// with no request entrypoint, an empty Cmd takes the image's, and an absent (not empty)
-    /// entrypoint takes the image's. `None` when there is nothing to run.
+    /// entrypoint takes the image's. `--entrypoint ""` arrives as `[""]`: a given entrypoint
+    /// (so the image's CMD is not taken either) that runs nothing of its own. `None` when there
+    /// is nothing to run.
     pub fn effective(&self, image: Option<ImageCommand>) -> Option<(Vec<String>, Vec<String>)> {
         let (image_ep, image_cmd) = image.unwrap_or_default();
         let mut cmd = self.cmd.clone().unwrap_or_default();
         let entrypoint = match &self.entrypoint {
+            Some(ep) if ep.as_slice() == [String::new()] => Vec::new(),
             Some(ep) if !ep.is_empty() => ep.clone(),
             given => {
                 if cmd.is_empty() {
@@ -328,6 +326,9 @@ mod tests {
             parts(json!({"Entrypoint": [""], "Cmd": ["ls"]})).effective(image()),
             Some((vec![], s(&["ls"])))
         );
+        // `--entrypoint ""` alone: nothing to run, as Docker says ("No command specified").
+        assert!(!parts(json!({"Entrypoint": [""]})).needs_image());
+        assert_eq!(parts(json!({"Entrypoint": [""]})).effective(image()), None);
         // A lone string is accepted like the API does.
         assert_eq!(
             parts(json!({"Entrypoint": "sh", "Cmd": null})).effective(None),
