@@ -439,6 +439,26 @@ fn weavewait_is_the_only_mount_and_read_only() {
         ],
     ));
     assert_eq!(inspect(&name, "{{len .Mounts}}"), "2");
+
+    // A mount of the user's own where weavewait goes is an error to act on, not dropped.
+    for mount in [vec!["-v", "/tmp:/w"], vec!["--tmpfs", "/w/x"]] {
+        let name = c.container("mntw");
+        let mut args = vec!["create", "--name", &name, "-e", "WEAVE_CIDR=10.2.1.1/24"];
+        args.extend(mount.iter().copied());
+        args.extend([image(), "true"]);
+        let out = docker(&p.tcp, &args);
+        assert_ne!(out.code, 0, "{mount:?}");
+        assert!(
+            out.stderr.contains("where weavewait goes (/w)"),
+            "{mount:?}: {}",
+            out.stderr
+        );
+        assert_ne!(
+            docker(DIRECT, &["inspect", &name]).code,
+            0,
+            "nothing created"
+        );
+    }
 }
 
 #[test]

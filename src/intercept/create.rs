@@ -68,6 +68,11 @@ pub async fn handle(
         Ok(Ok(tokens)) => tokens,
     };
 
+    if let Some(target) = mount_in_the_way(&config, &weave.weavewait.bind()) {
+        return Err(ApiError::bad_request(format!(
+            "weaveproxy: the container mounts {target}, where weavewait goes (/w): mount it elsewhere, or set WEAVE_CIDR=none"
+        )));
+    }
     let request_cmd = CommandParts::from_request(&config);
     let image_cmd = if request_cmd.needs_image() {
         let image = config.get("Image").and_then(Value::as_str).unwrap_or("");
@@ -189,6 +194,42 @@ fn host_config(config: &mut serde_json::Map<String, Value>) -> &mut serde_json::
         Value::Object(m) => m,
         _ => unreachable!("made an object above"),
     }
+}
+
+/// A mount of the request's own at or under `/w` (or at weavewait's no-wait marker): the
+/// daemon would refuse it next to weavewait's ("Duplicate mount point"), or it would hide
+/// weavewait, so it is an error the user can act on rather than a mount silently dropped.
+fn mount_in_the_way(config: &serde_json::Map<String, Value>, ours: &str) -> Option<String> {
+    let in_the_way = |target: &str| {
+        let t = target.trim_end_matches('/');
+        (t == "/w" || t.starts_with("/w/") || t == "/w-noop").then(|| t.to_string())
+    };
+    let hc = config.get("HostConfig");
+    let binds = hc.and_then(|h| h.get("Binds")).and_then(Value::as_array);
+    for b in binds.into_iter().flatten().filter_map(Value::as_str) {
+        if b == ours {
+            continue;
+        }
+        // SRC:DEST[:OPTS], or a bare DEST for an anonymous volume.
+        let dest = b.split(':').nth(1).unwrap_or(b);
+        if let Some(t) = in_the_way(dest) {
+            return Some(t);
+        }
+    }
+    let mounts = hc.and_then(|h| h.get("Mounts")).and_then(Value::as_array);
+    for m in mounts.into_iter().flatten() {
+        if let Some(t) = m.get("Target").and_then(Value::as_str).and_then(in_the_way) {
+            return Some(t);
+        }
+    }
+    // `Volumes` (anonymous volumes) and `HostConfig.Tmpfs` are maps keyed by the target.
+    let keyed = [config.get("Volumes"), hc.and_then(|h| h.get("Tmpfs"))];
+    keyed
+        .into_iter()
+        .flatten()
+        .filter_map(Value::as_object)
+        .flat_map(|m| m.keys())
+        .find_map(|k| in_the_way(k))
 }
 
 fn weave_cidr_given(env: &[&str]) -> bool {
@@ -339,6 +380,35 @@ mod tests {
             parts(json!({"Cmd": []})).effective(Some((None, None))),
             None
         );
+    }
+
+    #[test]
+    fn mounts_in_weavewaits_way() {
+        let ours = "weaveproxy-weavewait:/w:ro";
+        let way = |v: Value| mount_in_the_way(v.as_object().unwrap(), ours);
+        assert_eq!(
+            way(json!({"HostConfig": {"Binds": ["/tmp:/w"]}})),
+            Some("/w".into())
+        );
+        assert_eq!(
+            way(json!({"HostConfig": {"Binds": ["/tmp/x:/w/x:ro"]}})),
+            Some("/w/x".into())
+        );
+        assert_eq!(
+            way(json!({"HostConfig": {"Mounts": [{"Type": "tmpfs", "Target": "/w/"}]}})),
+            Some("/w".into())
+        );
+        assert_eq!(way(json!({"Volumes": {"/w": {}}})), Some("/w".into()));
+        assert_eq!(
+            way(json!({"HostConfig": {"Tmpfs": {"/w-noop": ""}}})),
+            Some("/w-noop".into())
+        );
+        assert_eq!(
+            way(json!({"HostConfig": {"Binds": [ours, "/tmp:/data", "/wx"]}})),
+            None
+        );
+        assert_eq!(way(json!({"HostConfig": {"Binds": "odd"}})), None);
+        assert_eq!(way(json!({})), None);
     }
 
     #[test]
