@@ -294,6 +294,13 @@ impl Settings {
         if self.with_dns && self.without_dns {
             return bad("--with-dns and --without-dns contradict each other".into());
         }
+        for (key, url) in [("weave_api", &self.weave_api), ("dns_api", &self.dns_api)] {
+            if crate::router_api::RouterClient::new(url).is_err() {
+                return bad(format!(
+                    "{key} \"{url}\" is not an address like http://HOST:PORT or HOST:PORT"
+                ));
+            }
+        }
         if !(1..=256).contains(&self.workers) {
             return bad(format!("workers {} is not between 1 and 256", self.workers));
         }
@@ -488,6 +495,10 @@ mod tests {
         assert!(err.to_string().contains("workers"), "{err}");
         let err = load_from(&cli(&["--dns-address", "weave"]), env(&[])).unwrap_err();
         assert!(err.to_string().contains("dns_address"), "{err}");
+        let err = load_from(&cli(&["--weave-api", "notaurl"]), env(&[])).unwrap_err();
+        assert!(err.to_string().contains("weave_api \"notaurl\""), "{err}");
+        let err = load_from(&cli(&["--dns-api", "https://x:1"]), env(&[])).unwrap_err();
+        assert!(err.to_string().contains("dns_api"), "{err}");
         let err = load_from(&cli(&["--config", "/nonexistent.toml"]), env(&[])).unwrap_err();
         assert!(err.to_string().contains("/nonexistent.toml"), "{err}");
     }

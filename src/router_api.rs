@@ -52,10 +52,10 @@ impl RouterClient {
     /// `base_url` is `http://host:port` or a bare `host:port` (the form of `WEAVE_HTTP_ADDR`).
     pub fn new(base_url: &str) -> Result<RouterClient, RouterError> {
         let bad = || RouterError::BadUrl(base_url.to_string());
-        let rest = match base_url.split_once("://") {
-            Some(("http", rest)) => rest,
+        let (rest, scheme_given) = match base_url.split_once("://") {
+            Some(("http", rest)) => (rest, true),
             Some(_) => return Err(bad()),
-            None => base_url,
+            None => (base_url, false),
         };
         let authority = rest.trim_end_matches('/');
         let uri: hyper::Uri = format!("http://{authority}/").parse().map_err(|_| bad())?;
@@ -66,7 +66,8 @@ impl RouterClient {
         }
         let authority = match auth.port_u16() {
             Some(_) => authority.to_string(),
-            None if auth.host() == authority => format!("{authority}:80"),
+            // A bare word is more likely a mistake than a host on port 80.
+            None if scheme_given && auth.host() == authority => format!("{authority}:80"),
             None => return Err(bad()),
         };
         Ok(RouterClient { authority })
@@ -240,6 +241,7 @@ mod tests {
             "http://u@x:1",
             "",
             "http://x:notaport",
+            "notaurl",
         ] {
             assert!(RouterClient::new(bad).is_err(), "{bad:?}");
         }
