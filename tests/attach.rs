@@ -771,6 +771,48 @@ fn raw_api_minimal_bodies_and_unversioned_paths() {
         assert_eq!(ok(docker(DIRECT, &["wait", &name])).trim(), "0");
         assert_eq!(ok(docker(DIRECT, &["logs", &name])), "1\n");
     }
+    // The daemon reads field names without regard to case and routes escaped paths decoded:
+    // so does the proxy, or such a create would slip past it unwrapped.
+    let name = c.container("lower");
+    let body = format!(r#"{{"image":"{a}","env":["WEAVE_CIDR=10.2.1.1/24"]}}"#);
+    let mut r = Raw::tcp(&p.addr());
+    r.send(format!("POST /containers/%63reate?name={name} HTTP/1.1\r\nHost: docker\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}", body.len()).as_bytes());
+    let (h, _) = r.read_response();
+    assert!(h.starts_with("HTTP/1.1 201"), "{h}");
+    assert_eq!(
+        inspect(&name, "{{json .Config.Entrypoint}}"),
+        r#"["/w/w","grep"]"#
+    );
+    ok(docker(&p.tcp, &["start", &name]));
+    assert_eq!(ok(docker(DIRECT, &["wait", &name])).trim(), "0");
+    assert_eq!(ok(docker(DIRECT, &["logs", &name])), "1\n");
+    let body = r#"{"image":"x","env":["WEAVE_CIDR=bogus"]}"#;
+    r.send(format!("POST /v1.41/containers/%63reate HTTP/1.1\r\nHost: docker\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}", body.len()).as_bytes());
+    let (h, b) = r.read_response();
+    assert!(h.starts_with("HTTP/1.1 400"), "{h}");
+    assert!(String::from_utf8_lossy(&b).contains("invalid WEAVE_CIDR"));
+
+    // A create body the proxy will not hold whole: Docker's 413, with the limit named.
+    let mut big = std::net::TcpStream::connect(p.addr()).unwrap();
+    big.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
+    let len = 17 * 1024 * 1024;
+    let head = format!(
+        "POST /containers/create HTTP/1.1\r\nHost: docker\r\nContent-Type: application/json\r\nContent-Length: {len}\r\n\r\n"
+    );
+    let mut writer = big.try_clone().unwrap();
+    let sender = std::thread::spawn(move || {
+        use std::io::Write;
+        let _ = writer.write_all(head.as_bytes());
+        // The proxy may stop reading once it has answered: errors here are expected.
+        let _ = writer.write_all(&vec![b' '; len]);
+    });
+    let mut answer = Vec::new();
+    let _ = std::io::Read::read_to_end(&mut big, &mut answer);
+    let answer = String::from_utf8_lossy(&answer);
+    assert!(answer.starts_with("HTTP/1.1 413"), "{answer}");
+    assert!(answer.contains("over 16 MiB"), "{answer}");
+    drop(big);
+    let _ = sender.join();
 }
 
 #[test]

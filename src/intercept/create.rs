@@ -3,7 +3,6 @@
 //! byte-identical.
 
 use bytes::Bytes;
-use http_body_util::{BodyExt, Limited};
 use hyper::header;
 use hyper::{Request, Response, StatusCode};
 use serde_json::{Value, json};
@@ -24,11 +23,7 @@ pub async fn handle(
     req: Request<Body>,
 ) -> Result<Response<Body>, ApiError> {
     let (parts, body) = req.into_parts();
-    let bytes = Limited::new(body, MAX_BODY)
-        .collect()
-        .await
-        .map_err(|e| ApiError::bad_request(format!("reading the create request: {e}")))?
-        .to_bytes();
+    let bytes = super::read_body(body, MAX_BODY, "create").await?;
     let no_hijack = HijackSlot::default();
     let send = |bytes: Bytes, rewritten: bool| {
         let mut parts = parts.clone();
@@ -49,6 +44,7 @@ pub async fn handle(
     let Ok(Value::Object(mut config)) = serde_json::from_slice::<Value>(&bytes) else {
         return send(bytes, false).await;
     };
+    canonical_keys(&mut config);
     let env = strings(config.get("Env")).unwrap_or_default();
     let env: Vec<&str> = env.iter().map(String::as_str).collect();
     let mode = config
@@ -193,6 +189,55 @@ fn host_config(config: &mut serde_json::Map<String, Value>) -> &mut serde_json::
     match hc {
         Value::Object(m) => m,
         _ => unreachable!("made an object above"),
+    }
+}
+
+/// The daemon decodes the body with Go's encoding/json, which matches field names without
+/// regard to case (the last of several spellings wins): `{"env": [...]}` is the container's
+/// Env. The fields the proxy reads or writes are renamed to their canonical spelling, so that
+/// what it sees and what it sends are what the daemon would make of them.
+fn canonical_keys(config: &mut serde_json::Map<String, Value>) {
+    const TOP: &[&str] = &[
+        "Image",
+        "Env",
+        "Entrypoint",
+        "Cmd",
+        "Hostname",
+        "Domainname",
+        "Volumes",
+        "HostConfig",
+    ];
+    const HOST: &[&str] = &[
+        "NetworkMode",
+        "Binds",
+        "Mounts",
+        "Tmpfs",
+        "Dns",
+        "DnsSearch",
+        "ExtraHosts",
+    ];
+    fn rename(map: &mut serde_json::Map<String, Value>, names: &[&str]) {
+        for name in names {
+            let spellings: Vec<String> = map
+                .keys()
+                .filter(|k| k.eq_ignore_ascii_case(name))
+                .cloned()
+                .collect();
+            if spellings.iter().all(|k| k == name) {
+                continue;
+            }
+            let mut last = None;
+            for k in spellings {
+                last = map.shift_remove(&k);
+            }
+            if let Some(v) = last {
+                map.insert(name.to_string(), v);
+            }
+        }
+    }
+    rename(config, TOP);
+    if let Some(Value::Object(hc)) = config.get_mut("HostConfig") {
+        rename(hc, HOST);
     }
 }
 
@@ -380,6 +425,25 @@ mod tests {
             parts(json!({"Cmd": []})).effective(Some((None, None))),
             None
         );
+    }
+
+    #[test]
+    fn field_names_match_without_case_like_go() {
+        let mut c = obj(json!({
+            "image": "i",
+            "env": ["WEAVE_CIDR=10.2.1.1/24"],
+            "Cmd": ["a"],
+            "cmd": ["b"],
+            "hostconfig": {"binds": ["/x:/y"], "Memory": 1},
+            "Other": 1
+        }));
+        canonical_keys(&mut c);
+        assert_eq!(c["Image"], json!("i"));
+        assert_eq!(c["Env"], json!(["WEAVE_CIDR=10.2.1.1/24"]));
+        assert_eq!(c["Cmd"], json!(["b"]), "the last spelling wins");
+        assert!(!c.contains_key("cmd") && !c.contains_key("env"));
+        assert_eq!(c["HostConfig"], json!({"Binds": ["/x:/y"], "Memory": 1}));
+        assert_eq!(c["Other"], json!(1));
     }
 
     #[test]

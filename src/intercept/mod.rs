@@ -14,6 +14,30 @@ use serde_json::Value;
 use crate::attach::Netlink;
 use crate::weave_cidr;
 
+/// Reads a request body the proxy rewrites, which it must hold whole: up to `limit` bytes.
+/// Over it is Docker's 413 with the limit named, not a bare "length limit exceeded".
+pub async fn read_body(
+    body: crate::proxy::body::Body,
+    limit: usize,
+    what: &str,
+) -> Result<bytes::Bytes, crate::proxy::body::ApiError> {
+    use crate::proxy::body::ApiError;
+    use http_body_util::BodyExt;
+    match http_body_util::Limited::new(body, limit).collect().await {
+        Ok(c) => Ok(c.to_bytes()),
+        Err(e) if e.is::<http_body_util::LengthLimitError>() => Err(ApiError::new(
+            hyper::StatusCode::PAYLOAD_TOO_LARGE,
+            format!(
+                "weaveproxy: the {what} request's body is over {} MiB, more than the proxy reads of one (it is a small JSON document)",
+                limit / (1024 * 1024)
+            ),
+        )),
+        Err(e) => Err(ApiError::bad_request(format!(
+            "weaveproxy: reading the {what} request: {e}"
+        ))),
+    }
+}
+
 /// Where attached containers find weavewait, always at `/w/w` and read-only.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum WeavewaitMount {

@@ -18,7 +18,6 @@
 //! see (restart policies, `docker restart` elsewhere, a daemon restart), from the event stream.
 
 use bollard::models::ContainerInspectResponse;
-use http_body_util::{BodyExt, Limited};
 use hyper::{Request, Response, StatusCode, header};
 use serde_json::Value;
 
@@ -81,11 +80,7 @@ async fn legacy_host_config(
         return Ok(req);
     }
     let (mut parts, body) = req.into_parts();
-    let bytes = Limited::new(body, MAX_BODY)
-        .collect()
-        .await
-        .map_err(|e| ApiError::bad_request(format!("reading the start request: {e}")))?
-        .to_bytes();
+    let bytes = super::read_body(body, MAX_BODY, "start").await?;
     // Not a JSON object: the daemon's own error is the right answer.
     let Ok(Value::Object(mut start)) = serde_json::from_slice::<Value>(&bytes) else {
         return Ok(Request::from_parts(parts, body::full(bytes)));

@@ -56,7 +56,8 @@ pub async fn forward(
 ) -> Result<Response<Body>, ApiError> {
     sanitize_host(&mut req);
     let client_upgrades = req.headers().contains_key(header::UPGRADE);
-    let hijack = client_upgrades || route::is_hijack(req.method(), req.uri().path());
+    let hijack =
+        client_upgrades || route::is_hijack(req.method(), &route::decode(req.uri().path()));
     if hijack && !client_upgrades {
         // Ask the daemon for its `101` form even for a client that did not, so that the daemon's
         // side of the stream can always be taken over the same way.

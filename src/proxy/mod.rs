@@ -50,7 +50,8 @@ impl Proxy {
         let method = req.method().clone();
         let path = req.uri().path().to_string();
         let req = req.map(|b| b.boxed());
-        let result = match (&self.weave, route::route(&method, &path)) {
+        let routed = route::decode(&path);
+        let result = match (&self.weave, route::route(&method, &routed)) {
             (Some(weave), Route::Create) => {
                 intercept::create::handle(weave, &self.upstream, lane, req).await
             }

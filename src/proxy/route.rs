@@ -1,7 +1,38 @@
 //! Which requests the proxy looks into. Only the path counts (never the query), with or without
 //! an API version prefix: `/v1.41/containers/create` and `/containers/create` are the same call.
 
+use std::borrow::Cow;
+
 use hyper::Method;
+
+/// The path as the daemon routes it: percent-escapes decoded (its router matches
+/// `/containers/%63reate` as create, so the proxy must too, or the call slips past it).
+/// A malformed escape is left as it is.
+pub fn decode(path: &str) -> Cow<'_, str> {
+    if !path.contains('%') {
+        return Cow::Borrowed(path);
+    }
+    let b = path.as_bytes();
+    let mut out = Vec::with_capacity(b.len());
+    let mut i = 0;
+    while i < b.len() {
+        let hex = |c: u8| (c as char).to_digit(16);
+        if b[i] == b'%'
+            && i + 2 < b.len()
+            && let (Some(h), Some(l)) = (hex(b[i + 1]), hex(b[i + 2]))
+        {
+            out.push((h * 16 + l) as u8);
+            i += 3;
+        } else {
+            out.push(b[i]);
+            i += 1;
+        }
+    }
+    match String::from_utf8(out) {
+        Ok(s) => Cow::Owned(s),
+        Err(_) => Cow::Borrowed(path),
+    }
+}
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Route<'a> {
@@ -68,6 +99,23 @@ pub fn is_hijack(method: &Method, path: &str) -> bool {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn escapes_are_decoded_for_routing() {
+        use super::*;
+        assert_eq!(decode("/containers/%63reate"), "/containers/create");
+        assert_eq!(
+            decode("/v1.41/containers/a%2Fb/start"),
+            "/v1.41/containers/a/b/start"
+        );
+        assert_eq!(decode("/x%2"), "/x%2");
+        assert_eq!(decode("/x%zz"), "/x%zz");
+        assert_eq!(decode("/x%ff"), "/x%ff");
+        assert_eq!(
+            route(&Method::POST, &decode("/containers/%63reate")),
+            Route::Create
+        );
+    }
+
     use super::*;
 
     #[test]
