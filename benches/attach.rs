@@ -144,8 +144,8 @@ fn main() {
 }
 
 /// The `ms` of every "attached" line. A start is attached once, by its start request or by
-/// the event watcher, whichever comes first; the other finds the interface there already.
-/// Each container's slower line is the attach step as its start saw it.
+/// the event watcher, whichever comes first; the other finds the interface there already and
+/// logs that only at debug level, so each container has one line: its attach step.
 fn attach_times(log: &str) -> Vec<f64> {
     let mut per_container: std::collections::HashMap<&str, f64> = Default::default();
     for line in log.lines().filter(|l| l.contains(" attached")) {

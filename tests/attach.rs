@@ -886,3 +886,41 @@ fn attach_failure_kills_and_reports() {
         docker(DIRECT, &["inspect", &name]).code != 0
     });
 }
+
+/// At the default log level each start is one "attached" line, though both the start request
+/// and the event watcher reach it (a new user read the second as a second attach).
+#[test]
+fn one_attached_line_per_start() {
+    let p = ProxyProc::start(&["--log-level", "info"]);
+    let mut c = Cleanup::new();
+    let name = c.container("once");
+    ok(docker(
+        &p.tcp,
+        &[
+            "run",
+            "-d",
+            "--name",
+            &name,
+            "-e",
+            "WEAVE_CIDR=10.2.1.9/24",
+            image(),
+            "sleep",
+            "600",
+        ],
+    ));
+    let id = inspect(&name, "{{.Id}}");
+    let lines = || {
+        p.log_text()
+            .lines()
+            .filter(|l| l.contains(" attached") && l.contains(&id[..12]))
+            .count()
+    };
+    wait_until("the start is attached", || lines() >= 1);
+    // The event watcher's pass comes within moments; give it time to log, if it would.
+    std::thread::sleep(Duration::from_millis(500));
+    assert_eq!(lines(), 1, "{}", p.log_text());
+    ok(docker(&p.tcp, &["restart", "-t", "0", &name]));
+    wait_until("the restart is attached", || lines() >= 2);
+    std::thread::sleep(Duration::from_millis(500));
+    assert_eq!(lines(), 2, "{}", p.log_text());
+}

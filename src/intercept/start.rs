@@ -305,8 +305,16 @@ pub async fn attach_container(weave: &Weave, id: &str) -> Result<Outcome, StartE
     match attached {
         Ok((cidrs, how)) => {
             let ms = started.elapsed().as_micros() as f64 / 1000.0;
-            tracing::info!(container = %short(&full_id), addresses = ?cidrs.iter().map(Cidr::to_string).collect::<Vec<_>>(), ?how, ms, "attached");
-            register(weave, &full_id, &fqdn, &cidrs).await;
+            let addresses: Vec<String> = cidrs.iter().map(Cidr::to_string).collect();
+            // The start request and the event watcher both reach every start; the second finds
+            // the work done, which is only worth a line when debugging.
+            let again = how == Attached::Existing { added: 0 };
+            if again {
+                tracing::debug!(container = %short(&full_id), ?addresses, ?how, ms, "attached");
+            } else {
+                tracing::info!(container = %short(&full_id), ?addresses, ?how, ms, "attached");
+            }
+            register(weave, &full_id, &fqdn, &cidrs, again).await;
             Ok(Outcome::Attached { cidrs, how })
         }
         Err(e) => {
@@ -350,7 +358,12 @@ async fn rewrite_hosts(
         .unwrap_or_default();
     let text = super::hosts::contents(fqdn, cidrs, &extra);
     if let Err(e) = super::hosts::write(pid, &text).await {
-        tracing::error!(container = %short(id), "cannot rewrite /etc/hosts: {e}");
+        if std::path::Path::new(&format!("/proc/{pid}")).exists() {
+            tracing::error!(container = %short(id), "cannot rewrite /etc/hosts: {e}");
+        } else {
+            // A short command that has already finished: nothing is lost.
+            tracing::debug!(container = %short(id), "exited before /etc/hosts was rewritten: {e}");
+        }
     }
 }
 
@@ -367,7 +380,8 @@ pub fn fqdn(hostname: &str, domainname: &str) -> String {
 
 /// Registers the container's addresses in weaveDNS when its name is in the weave domain. A
 /// failure is logged, not fatal: the container works, it is just not found by name.
-async fn register(weave: &Weave, id: &str, fqdn: &str, cidrs: &[Cidr]) {
+/// `again`: the other path (start request or event watcher) has registered it already.
+async fn register(weave: &Weave, id: &str, fqdn: &str, cidrs: &[Cidr], again: bool) {
     let Some(domain) = weave.dns.domain().await else {
         return;
     };
@@ -377,6 +391,9 @@ async fn register(weave: &Weave, id: &str, fqdn: &str, cidrs: &[Cidr]) {
     }
     for c in cidrs {
         match weave.dns.client.register(id, c.addr, fqdn).await {
+            Ok(()) if again => {
+                tracing::debug!(container = %short(id), fqdn, ip = %c.addr, "registered in weaveDNS")
+            }
             Ok(()) => {
                 tracing::info!(container = %short(id), fqdn, ip = %c.addr, "registered in weaveDNS")
             }
