@@ -101,6 +101,7 @@ pub struct Cli {
 #[derive(Debug, Clone, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields)]
 pub struct Settings {
+    #[serde(deserialize_with = "one_or_many")]
     pub listen: Vec<String>,
     pub docker_host: String,
     pub log_level: String,
@@ -260,6 +261,20 @@ const TLS_FILES: &[&str] = &[
     "docker_tlscert",
     "docker_tlskey",
 ];
+
+/// `listen = "tcp://..."` in the file means what `listen = ["tcp://..."]` does.
+fn one_or_many<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Vec<String>, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum OneOrMany {
+        One(String),
+        Many(Vec<String>),
+    }
+    Ok(match OneOrMany::deserialize(d)? {
+        OneOrMany::One(s) => vec![s],
+        OneOrMany::Many(v) => v,
+    })
+}
 
 /// Like Go's os/user fallback when HOME is unset (a container started without it).
 fn home_of_user() -> Option<String> {
@@ -428,6 +443,21 @@ mod tests {
         assert_eq!(s.workers as u64, default_workers());
         let s = load_from(&cli(&[]), env(&[("WEAVEPROXY_WORKERS", "4")])).unwrap();
         assert_eq!(s.workers, 4);
+    }
+
+    #[test]
+    fn listen_in_the_file_may_be_one_string() {
+        let mut file = tempfile::NamedTempFile::new().unwrap();
+        writeln!(file, "listen = \"tcp://127.0.0.1:2\"").unwrap();
+        let path = file.path().to_str().unwrap().to_string();
+        let s = load_from(&cli(&["--config", &path]), env(&[])).unwrap();
+        assert_eq!(s.listen, vec!["tcp://127.0.0.1:2"]);
+        let s = load_from(
+            &cli(&["--config", &path]),
+            env(&[("WEAVEPROXY_LISTEN", "tcp://127.0.0.1:3,unix:///x.sock")]),
+        )
+        .unwrap();
+        assert_eq!(s.listen, vec!["tcp://127.0.0.1:3", "unix:///x.sock"]);
     }
 
     #[test]
