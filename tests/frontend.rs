@@ -7,6 +7,7 @@ mod support;
 use std::collections::HashSet;
 use std::net::Ipv4Addr;
 use std::process::Command;
+use std::time::{Duration, Instant};
 
 use support::{Cleanup, DIRECT, Out, Services, docker, ethwe_v4, in_subnet, ok};
 
@@ -141,6 +142,43 @@ fn launch_proxy_then_seed_usage_through_proxy_env() {
     let again = s.weave(&["stop-proxy"]);
     assert_ne!(again.code, 0);
     assert!(again.stderr.contains("not running"), "{}", again.stderr);
+}
+
+/// After `eval "$(weave proxy-env)"` DOCKER_HOST names the proxy; `weave` runs its services
+/// beside the daemon and still talks to the daemon, so stopping the proxy does not go through
+/// it. WEAVE_DOCKER_HOST chooses another daemon, and an error names the address used.
+#[test]
+fn weave_talks_to_the_daemon_after_proxy_env() {
+    let s = Services::new();
+    ok(s.weave(&["launch-proxy"]));
+    let host = docker_host_from_proxy_env(&s);
+    let env = [("DOCKER_HOST", host.as_str())];
+    let status = ok(s.weave_with(&["status"], &env));
+    assert!(status.contains("weave proxy is running"), "{status}");
+    ok(s.weave_with(&["ps"], &env));
+    // Through the proxy, the stop waited out the proxy's 10 s shutdown and then failed.
+    let started = Instant::now();
+    ok(s.weave_with(&["stop-proxy"], &env));
+    assert!(
+        started.elapsed() < Duration::from_secs(8),
+        "stop-proxy took {:?}",
+        started.elapsed()
+    );
+    assert_ne!(
+        docker(DIRECT, &["inspect", "weaveproxy"]).code,
+        0,
+        "stop-proxy removed the container"
+    );
+    // With the proxy gone, DOCKER_HOST points at nothing.
+    ok(s.weave_with(&["launch-proxy"], &env));
+    let status = ok(s.weave_with(&["status"], &env));
+    assert!(status.contains("weave proxy is running"), "{status}");
+
+    let nowhere = "unix:///nonexistent/docker.sock";
+    let out = s.weave_with(&["ps"], &[("WEAVE_DOCKER_HOST", nowhere)]);
+    assert_ne!(out.code, 0);
+    assert!(out.stderr.contains(nowhere), "{}", out.stderr);
+    ok(s.weave_with(&["stop-proxy"], &env));
 }
 
 /// The image is FROM scratch with static binaries, and small (issue: ≤ 10 MiB).

@@ -126,6 +126,12 @@ pub fn run_cli(args: impl IntoIterator<Item = std::ffi::OsString>) -> ExitCode {
     };
     match rt.block_on(run(cli.command)) {
         Ok(()) => ExitCode::SUCCESS,
+        // A failure to talk to the daemon names the address used: it is chosen by rules (see
+        // `daemon_host_from`), not always DOCKER_HOST.
+        Err(e) if e.chain().any(|c| c.is::<bollard::errors::Error>()) => {
+            eprintln!("weave: Docker daemon at {}: {e:#}", daemon_host());
+            ExitCode::FAILURE
+        }
         Err(e) => {
             eprintln!("weave: {e:#}");
             ExitCode::FAILURE
@@ -133,8 +139,43 @@ pub fn run_cli(args: impl IntoIterator<Item = std::ffi::OsString>) -> ExitCode {
     }
 }
 
+/// The daemon's own socket, where the services run beside it.
+const LOCAL_SOCKET: &str = "/var/run/docker.sock";
+
+/// Where the front end reaches the daemon. `weave` is a host-local tool whose services run
+/// beside the daemon, so it always talks to the daemon itself: after `eval "$(weave
+/// proxy-env)"` DOCKER_HOST (and DOCKER_TLS_VERIFY, DOCKER_CERT_PATH) name the proxy, which
+/// `weave stop-proxy` must not send its request through. In order: WEAVE_DOCKER_HOST; the local
+/// socket when it exists; DOCKER_HOST (a remote daemon); the local socket's address.
+fn daemon_host_from(
+    weave_docker_host: Option<&str>,
+    local_socket_exists: bool,
+    docker_host: Option<&str>,
+) -> String {
+    let non_empty = |v: Option<&str>| v.filter(|v| !v.is_empty()).map(str::to_string);
+    if let Some(h) = non_empty(weave_docker_host) {
+        // A bare path, as DOCKER_HOST never takes one but users type.
+        return match h.starts_with('/') {
+            true => format!("unix://{h}"),
+            false => h,
+        };
+    }
+    if local_socket_exists {
+        return format!("unix://{LOCAL_SOCKET}");
+    }
+    non_empty(docker_host).unwrap_or_else(|| format!("unix://{LOCAL_SOCKET}"))
+}
+
+fn daemon_host() -> String {
+    daemon_host_from(
+        std::env::var("WEAVE_DOCKER_HOST").ok().as_deref(),
+        std::path::Path::new(LOCAL_SOCKET).exists(),
+        std::env::var("DOCKER_HOST").ok().as_deref(),
+    )
+}
+
 fn docker() -> anyhow::Result<Docker> {
-    Ok(Docker::connect_with_defaults()?)
+    Ok(Docker::connect_with_host(&daemon_host())?)
 }
 
 fn not_found(e: &bollard::errors::Error) -> bool {
@@ -214,11 +255,12 @@ async fn check_image(d: &Docker) -> anyhow::Result<()> {
     }
 }
 
-/// The daemon's socket as the services see it (they run beside the daemon, on its host).
+/// The daemon's socket on its host, bind-mounted into the services (they run beside the
+/// daemon): the one the front end uses, or for a remote daemon the usual path on its host.
 fn docker_socket() -> String {
-    match std::env::var("DOCKER_HOST") {
-        Ok(h) if h.starts_with("unix://") => h.trim_start_matches("unix://").to_string(),
-        _ => "/var/run/docker.sock".into(),
+    match daemon_host().strip_prefix("unix://") {
+        Some(path) => path.to_string(),
+        None => LOCAL_SOCKET.into(),
     }
 }
 
@@ -539,16 +581,27 @@ fn listen_addrs(args: &[String]) -> Vec<String> {
     out
 }
 
-async fn proxy_args(d: &Docker) -> anyhow::Result<Vec<String>> {
+/// The proxy container's arguments: `Ok(None)` when it is not there at all.
+async fn proxy_container_args(
+    d: &Docker,
+) -> Result<Option<(bool, Vec<String>)>, bollard::errors::Error> {
     match d.inspect_container(PROXY, None).await {
-        Ok(c) if c.state.as_ref().and_then(|s| s.running).unwrap_or(false) => {
-            Ok(c.args.unwrap_or_default())
+        Ok(c) => Ok(Some((
+            c.state.as_ref().and_then(|s| s.running).unwrap_or(false),
+            c.args.unwrap_or_default(),
+        ))),
+        Err(e) if not_found(&e) => Ok(None),
+        Err(e) => Err(e),
+    }
+}
+
+async fn proxy_args(d: &Docker) -> anyhow::Result<Vec<String>> {
+    match proxy_container_args(d).await? {
+        Some((true, args)) => Ok(args),
+        Some((false, _)) => {
+            anyhow::bail!("weaveproxy container is not running. Have you launched it?")
         }
-        Ok(_) => anyhow::bail!("weaveproxy container is not running. Have you launched it?"),
-        Err(e) if not_found(&e) => {
-            anyhow::bail!("weaveproxy container is not present. Have you launched it?")
-        }
-        Err(e) => Err(e.into()),
+        None => anyhow::bail!("weaveproxy container is not present. Have you launched it?"),
     }
 }
 
@@ -587,10 +640,7 @@ async fn proxy_addr() -> anyhow::Result<(String, ClientTls)> {
         .cloned()
         .unwrap_or_default();
     let tls = client_tls(&args, &addr);
-    Ok((
-        client_addr(&addr, std::env::var("DOCKER_HOST").ok().as_deref()),
-        tls,
-    ))
+    Ok((client_addr(&addr, Some(&daemon_host())), tls))
 }
 
 /// `0.0.0.0` means "every interface": a client uses its daemon's host, or else 127.0.0.1.
@@ -655,14 +705,19 @@ async fn status() -> anyhow::Result<()> {
         Err(_) => println!("weaveDNS is not running"),
     }
     let d = docker()?;
-    match proxy_args(&d).await {
-        Ok(args) => {
+    match proxy_container_args(&d).await {
+        Ok(Some((true, args))) => {
             println!("weave proxy is running");
             for a in listen_addrs(&args) {
                 println!("        Address: {a}");
             }
         }
-        Err(_) => println!("weave proxy is not running"),
+        Ok(_) => println!("weave proxy is not running"),
+        // Not knowing is not "not running": the daemon's error, with its address, follows.
+        Err(e) => {
+            println!("weave proxy: unknown");
+            return Err(e.into());
+        }
     }
     Ok(())
 }
@@ -859,6 +914,27 @@ mod tests {
         assert_eq!(http, "127.0.0.1:9");
         assert!(dns_args(s(&["10.2.4.0/24"])).is_err());
         assert!(dns_args(s(&["bogus"])).is_err());
+    }
+
+    #[test]
+    fn the_daemon_not_the_proxy_that_proxy_env_names() {
+        let proxy = Some("tcp://127.0.0.1:12375");
+        let local = "unix:///var/run/docker.sock";
+        assert_eq!(daemon_host_from(None, true, proxy), local);
+        assert_eq!(daemon_host_from(Some(""), true, proxy), local);
+        assert_eq!(
+            daemon_host_from(Some("tcp://h:2375"), true, proxy),
+            "tcp://h:2375"
+        );
+        assert_eq!(
+            daemon_host_from(Some("/run/d.sock"), true, None),
+            "unix:///run/d.sock"
+        );
+        assert_eq!(
+            daemon_host_from(None, false, Some("tcp://h:2375")),
+            "tcp://h:2375"
+        );
+        assert_eq!(daemon_host_from(None, false, None), local);
     }
 
     #[test]
