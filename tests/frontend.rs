@@ -3,6 +3,8 @@
 //! through `eval "$(weave proxy-env)"`, and `docker-compose up` with compose.yaml.
 
 mod support;
+#[path = "support/tls.rs"]
+mod tls_support;
 
 use std::collections::HashSet;
 use std::net::Ipv4Addr;
@@ -179,6 +181,60 @@ fn weave_talks_to_the_daemon_after_proxy_env() {
     assert_ne!(out.code, 0);
     assert!(out.stderr.contains(nowhere), "{}", out.stderr);
     ok(s.weave_with(&["stop-proxy"], &env));
+}
+
+/// A bad flag is one line at once, and no container is left (not one restart-looping under
+/// the service's name). Most are refused by the service's own parser, run by the front end
+/// before anything is created; a `--config` file is read in the container, so that one shows
+/// the dead container being seen at once and removed.
+#[test]
+fn bad_launch_flags_fail_at_once_in_one_line_and_leave_no_container() {
+    let s = Services::new();
+    let pki = tls_support::Pki::new("badflags");
+    let server = pki.server("server");
+    let other = pki.client("other");
+    let path = |p: &std::path::Path| p.display().to_string();
+    let mismatch = [
+        "launch-proxy".to_string(),
+        "--tlsverify".into(),
+        format!("--tlscacert={}", path(&server.ca)),
+        format!("--tlscert={}", path(&server.cert)),
+        format!("--tlskey={}", path(&other.key)),
+    ];
+    let words = |w: &str| w.split(' ').map(str::to_string).collect::<Vec<_>>();
+    let cases: Vec<(Vec<String>, String)> = vec![
+        (words("launch-proxy --bogus"), "--bogus".into()),
+        (words("launch-proxy --workers 0"), "workers 0".into()),
+        (words("launch-proxy --log-level loud"), "loud".into()),
+        (mismatch.to_vec(), path(&other.key)),
+        (
+            words("launch-proxy --config /nonexistent/proxy.toml"),
+            "weaveproxy failed to start: weaveproxy: configuration: config file /nonexistent/proxy.toml does not exist".into(),
+        ),
+        (words("launch-dns --upstream notanip"), "notanip".into()),
+        (words("launch --ipalloc-range 10.0.0.0/33"), "10.0.0.0/33".into()),
+    ];
+    for (args, needle) in cases {
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        let container = match args[0] {
+            "launch-proxy" => "weaveproxy",
+            "launch-dns" => "weavedns",
+            _ => "weave",
+        };
+        let started = Instant::now();
+        let out = s.weave(&args);
+        let took = started.elapsed();
+        assert_ne!(out.code, 0, "{args:?}: {}", out.stdout);
+        assert!(took < Duration::from_secs(10), "{args:?} took {took:?}");
+        let lines: Vec<&str> = out.stderr.lines().collect();
+        assert_eq!(lines.len(), 1, "{args:?}: {}", out.stderr);
+        assert!(lines[0].contains(&needle), "{args:?}: {}", out.stderr);
+        assert_ne!(
+            docker(DIRECT, &["inspect", container]).code,
+            0,
+            "{args:?} left container {container}"
+        );
+    }
 }
 
 /// The image is FROM scratch with static binaries, and small (issue: ≤ 10 MiB).

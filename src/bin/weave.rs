@@ -5,6 +5,7 @@
 use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
+use anyhow::Context;
 use bollard::Docker;
 use bollard::models::{ContainerCreateBody, HostConfig, RestartPolicy, RestartPolicyNameEnum};
 use bollard::query_parameters::{
@@ -310,38 +311,68 @@ async fn run_service(
     Ok(created.id)
 }
 
-/// Waits for `ready`, or reports the container's death with its log.
-async fn wait_ready<F, Fut>(d: &Docker, name: &str, mut ready: F) -> anyhow::Result<()>
+/// How long a service gets to answer after its container starts.
+const READY_WITHIN: Duration = Duration::from_secs(30);
+
+/// Waits for `ready`. A container that has exited, or been restarted by its policy, is dead at
+/// once: waiting would only watch the same error repeat. On failure the container is removed
+/// (a restart loop would otherwise hold the name) and the error carries its log, once, with
+/// each path in `mounts` (inside → host) followed by the host file it came from.
+async fn wait_ready<F, Fut>(
+    d: &Docker,
+    name: &str,
+    mounts: &[(String, String)],
+    mut ready: F,
+) -> anyhow::Result<()>
 where
     F: FnMut() -> Fut,
     Fut: std::future::Future<Output = bool>,
 {
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while Instant::now() < deadline {
+    let deadline = Instant::now() + READY_WITHIN;
+    let why = loop {
         if ready().await {
             return Ok(());
         }
-        let running = d
-            .inspect_container(name, None)
-            .await
-            .ok()
-            .and_then(|c| c.state)
-            .and_then(|s| s.running)
-            .unwrap_or(false);
-        if !running {
-            anyhow::bail!(
-                "the {name} container has died; its log:\n{}",
-                logs(d, name).await
-            );
+        let dead = match d.inspect_container(name, None).await {
+            Ok(c) => {
+                let s = c.state.unwrap_or_default();
+                !s.running.unwrap_or(false)
+                    || s.restarting.unwrap_or(false)
+                    || c.restart_count.unwrap_or(0) > 0
+            }
+            Err(e) if not_found(&e) => true,
+            Err(e) => return Err(e.into()),
+        };
+        if dead {
+            break "failed to start";
+        }
+        if Instant::now() >= deadline {
+            break "did not become ready within 30 s";
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    let mut log = logs(d, name).await;
+    for (inside, host) in mounts {
+        log = log.replace(inside.as_str(), &format!("{inside} (host file {host})"));
     }
-    anyhow::bail!(
-        "{name} did not become ready within 30 s; its log:\n{}",
-        logs(d, name).await
-    )
+    let _ = d
+        .remove_container(
+            name,
+            Some(RemoveContainerOptions {
+                force: true,
+                ..Default::default()
+            }),
+        )
+        .await;
+    match log.lines().count() {
+        0 => anyhow::bail!("{name} {why} (no log); its container is removed"),
+        1 => anyhow::bail!("{name} {why}: {}", log.trim()),
+        _ => anyhow::bail!("{name} {why}; its container is removed. Its log:\n{log}"),
+    }
 }
 
+/// The container's last lines, each once: the restart policy may have run the service more
+/// than once before it was seen dead, and each run logs the same error.
 async fn logs(d: &Docker, name: &str) -> String {
     let mut out = String::new();
     let mut s = d.logs(
@@ -356,7 +387,26 @@ async fn logs(d: &Docker, name: &str) -> String {
     while let Some(Ok(chunk)) = s.next().await {
         out.push_str(&chunk.to_string());
     }
-    out
+    let mut seen = std::collections::HashSet::new();
+    out.lines()
+        .filter(|l| seen.insert(*l))
+        .map(|l| format!("{l}\n"))
+        .collect()
+}
+
+/// A clap error as one line: its first, without the `error: ` prefix.
+fn clap_line(e: clap::Error) -> String {
+    let text = e.to_string();
+    let first = text.lines().next().unwrap_or_default();
+    first.strip_prefix("error: ").unwrap_or(first).to_string()
+}
+
+/// The service's own parser, run here on the arguments its container will get: the front end
+/// is the same binary, and a bad flag is then one line at once rather than a dead container.
+fn parse_service(args: &[String]) -> anyhow::Result<Command> {
+    let cli = Cli::try_parse_from(std::iter::once("weave").chain(args.iter().map(String::as_str)))
+        .map_err(|e| anyhow::anyhow!("{}", clap_line(e)))?;
+    Ok(cli.command)
 }
 
 async fn launch(opts: LaunchOpts) -> anyhow::Result<()> {
@@ -366,9 +416,6 @@ async fn launch(opts: LaunchOpts) -> anyhow::Result<()> {
             opts.peers.join(" ")
         );
     }
-    let d = docker()?;
-    check_image(&d).await?;
-    check_not_running(&d, ROUTER, "weave stop").await?;
     let mut args = vec!["serve-network".to_string()];
     if let Some(r) = opts.ipalloc_range {
         args.extend(["--ipalloc-range".into(), r]);
@@ -376,11 +423,78 @@ async fn launch(opts: LaunchOpts) -> anyhow::Result<()> {
     if let Some(s) = opts.ipalloc_default_subnet {
         args.extend(["--ipalloc-default-subnet".into(), s]);
     }
+    check_network_args(&args).context("weave launch")?;
+    let d = docker()?;
+    check_image(&d).await?;
+    check_not_running(&d, ROUTER, "weave stop").await?;
     let binds = vec![format!("{DB_VOLUME}:/weavedb")];
     let id = run_service(&d, ROUTER, &["/weaveproxy", "weave"], args, binds).await?;
     let router = weaveproxy::router_api::RouterClient::default();
-    wait_ready(&d, ROUTER, || async { router.status().await.is_ok() }).await?;
+    wait_ready(&d, ROUTER, &[], || async { router.status().await.is_ok() }).await?;
     println!("{id}");
+    Ok(())
+}
+
+/// What the network service checks at start-up: its flags, and the range and default subnet
+/// together.
+fn check_network_args(args: &[String]) -> anyhow::Result<()> {
+    let Command::ServeNetwork { opts, .. } = parse_service(args)? else {
+        anyhow::bail!("not the network service's arguments");
+    };
+    let subnet = opts.ipalloc_default_subnet.unwrap_or(opts.ipalloc_range);
+    weaveproxy::network::alloc::Allocator::new(opts.ipalloc_range, subnet)
+        .map_err(|e| anyhow::anyhow!("invalid --ipalloc-range / --ipalloc-default-subnet: {e}"))?;
+    Ok(())
+}
+
+/// What weaveDNS checks before it serves: its flags and its domain.
+fn check_dns_args(args: &[String]) -> anyhow::Result<()> {
+    let Command::ServeDns { opts } = parse_service(args)? else {
+        anyhow::bail!("not weaveDNS's arguments");
+    };
+    weaveproxy::dns::parse_domain(&opts.domain)?;
+    Ok(())
+}
+
+/// What the proxy refuses at start-up (src/config.rs, then its TLS files), checked here on the
+/// host, where the TLS files are. A `--config` file is read inside the container, so with one
+/// only the flags are checked here.
+fn check_proxy_flags(flags: &[String]) -> anyhow::Result<()> {
+    use weaveproxy::proxy::listen::ListenAddr;
+    use weaveproxy::proxy::upstream::DockerAddr;
+
+    let cli = weaveproxy::config::Cli::try_parse_from(
+        std::iter::once("weaveproxy").chain(flags.iter().map(String::as_str)),
+    )
+    .map_err(|e| anyhow::anyhow!("{}", clap_line(e)))?;
+    if cli.config.is_some() {
+        return Ok(());
+    }
+    // The proxy's container gets only this of WEAVEPROXY_*; HOME and DOCKER_CERT_PATH are where
+    // the TLS files the front end mounts default from.
+    let mut env = vec![(
+        "WEAVEPROXY_WEAVEWAIT".to_string(),
+        format!("volume:{WEAVEWAIT_VOLUME}"),
+    )];
+    for k in ["HOME", "DOCKER_CERT_PATH"] {
+        if let Ok(v) = std::env::var(k) {
+            env.push((k.to_string(), v));
+        }
+    }
+    let settings = weaveproxy::config::load_from(&cli, env)?;
+    settings
+        .docker_host
+        .parse::<DockerAddr>()
+        .map_err(anyhow::Error::msg)?;
+    for a in &settings.listen {
+        a.parse::<ListenAddr>().map_err(anyhow::Error::msg)?;
+    }
+    if let Some(t) = settings.listen_tls() {
+        weaveproxy::tls::server_config(&t.files, t.verify)?;
+    }
+    if let Some(files) = settings.daemon_tls() {
+        weaveproxy::tls::client_config(&files)?;
+    }
     Ok(())
 }
 
@@ -414,17 +528,19 @@ fn dns_args(args: Vec<String>) -> anyhow::Result<(Vec<String>, String)> {
 
 async fn launch_dns(args: Vec<String>) -> anyhow::Result<()> {
     let (args, http) = dns_args(args)?;
+    check_dns_args(&args).context("weavedns")?;
     let d = docker()?;
     check_image(&d).await?;
     check_not_running(&d, DNS, "weave stop-dns").await?;
     let id = run_service(&d, DNS, &["/weaveproxy", "weave"], args, Vec::new()).await?;
     let api = weaveproxy::dns_api::DnsClient::new(&http).map_err(anyhow::Error::msg)?;
-    wait_ready(&d, DNS, || async { api.status().await.is_ok() }).await?;
+    wait_ready(&d, DNS, &[], || async { api.status().await.is_ok() }).await?;
     println!("{id}");
     Ok(())
 }
 
 async fn launch_proxy(flags: Vec<String>) -> anyhow::Result<()> {
+    check_proxy_flags(&flags).context("weaveproxy")?;
     let d = docker()?;
     check_image(&d).await?;
     check_not_running(&d, PROXY, "weave stop-proxy").await?;
@@ -436,16 +552,18 @@ async fn launch_proxy(flags: Vec<String>) -> anyhow::Result<()> {
     let (args, files) = tls_files(flags, &default_dir).map_err(anyhow::Error::msg)?;
     // TLS files live on the host: each is mounted read-only where the proxy reads it. A missing
     // one must stop us here, or docker would make an empty directory of that name.
+    let mut mounts = Vec::new();
     for (flag, host, inside) in files {
         let host = std::fs::canonicalize(&host)
             .ok()
             .filter(|p| p.is_file())
             .ok_or_else(|| anyhow::anyhow!("{flag} {}: no such file", host.display()))?;
         binds.push(format!("{}:{inside}:ro", host.display()));
+        mounts.push((inside.to_string(), host.display().to_string()));
     }
     let addrs = listen_addrs(&args);
     let id = run_service(&d, PROXY, &["/weaveproxy"], args, binds).await?;
-    wait_ready(&d, PROXY, || {
+    wait_ready(&d, PROXY, &mounts, || {
         let addrs = addrs.clone();
         async move { addrs.iter().all(|a| listening(a)) }
     })
