@@ -237,6 +237,38 @@ fn bad_launch_flags_fail_at_once_in_one_line_and_leave_no_container() {
     }
 }
 
+/// `-H unix:///DIR/weave.sock`: the socket is on the host (its directory, made if missing, is
+/// mounted into the proxy's container), proxy-env names it, and stop-proxy takes it away.
+#[test]
+fn launch_proxy_on_a_unix_socket_of_the_host() {
+    let s = Services::new();
+    struct RemoveDir(std::path::PathBuf);
+    impl Drop for RemoveDir {
+        fn drop(&mut self) {
+            let _ = std::fs::remove_dir_all(&self.0);
+        }
+    }
+    let dir = std::path::Path::new("/tmp").join(support::unique("sock"));
+    let _remove = RemoveDir(dir.clone());
+    let sock = dir.join("weave.sock");
+    let host = format!("unix://{}", sock.display());
+
+    let started = Instant::now();
+    ok(s.weave(&["launch-proxy", "-H", &host]));
+    assert!(
+        started.elapsed() < Duration::from_secs(10),
+        "launch-proxy took {:?}",
+        started.elapsed()
+    );
+    assert_eq!(docker_host_from_proxy_env(&s), host);
+    assert_eq!(
+        support::run_ethwe_v4(&host, "10.2.1.1/24"),
+        vec![("10.2.1.1".parse().unwrap(), 24)]
+    );
+    ok(s.weave(&["stop-proxy"]));
+    assert!(!sock.exists(), "stop-proxy leaves {}", sock.display());
+}
+
 /// The image is FROM scratch with static binaries, and small (issue: ≤ 10 MiB).
 #[test]
 fn product_image_is_static_and_small() {

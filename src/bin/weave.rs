@@ -562,6 +562,15 @@ async fn launch_proxy(flags: Vec<String>) -> anyhow::Result<()> {
         mounts.push((inside.to_string(), host.display().to_string()));
     }
     let addrs = listen_addrs(&args);
+    // A unix listener is made inside the proxy's container: its directory is the host's, at the
+    // same path, so that the socket is where the host's clients (and the check below) look.
+    for dir in unix_listener_dirs(&addrs)? {
+        std::fs::create_dir_all(&dir).with_context(|| format!("creating {dir}"))?;
+        let bind = format!("{dir}:{dir}");
+        if !binds.contains(&bind) {
+            binds.push(bind);
+        }
+    }
     let id = run_service(&d, PROXY, &["/weaveproxy"], args, binds).await?;
     wait_ready(&d, PROXY, &mounts, || {
         let addrs = addrs.clone();
@@ -651,6 +660,39 @@ fn flag_on(args: &[String], name: &str) -> bool {
         }
     }
     on
+}
+
+/// The directories of the unix listeners among `addrs`. Each is mounted into the proxy's
+/// container, so `/` (the host's whole tree) is refused: such a socket needs a directory.
+fn unix_listener_dirs(addrs: &[String]) -> anyhow::Result<Vec<String>> {
+    let mut dirs = Vec::new();
+    for path in addrs.iter().filter_map(|a| a.strip_prefix("unix://")) {
+        let dir = std::path::Path::new(path)
+            .parent()
+            .filter(|d| d.is_absolute() && *d != std::path::Path::new("/"))
+            .ok_or_else(|| {
+                anyhow::anyhow!(
+                    "-H unix://{path}: the socket needs a directory of its own (e.g. unix:///var/run/weave/weave.sock), which is mounted into the proxy's container"
+                )
+            })?;
+        dirs.push(dir.display().to_string());
+    }
+    Ok(dirs)
+}
+
+/// Unix sockets of the proxy that are still on the host after it stopped (it removes them
+/// itself when it can shut down in time).
+fn remove_unix_sockets(args: &[String]) {
+    use std::os::unix::fs::FileTypeExt;
+    for path in listen_addrs(args)
+        .iter()
+        .filter_map(|a| a.strip_prefix("unix://"))
+    {
+        let is_socket = std::fs::symlink_metadata(path).is_ok_and(|m| m.file_type().is_socket());
+        if is_socket {
+            let _ = std::fs::remove_file(path);
+        }
+    }
 }
 
 fn listening(addr: &str) -> bool {
@@ -775,6 +817,10 @@ fn client_addr(addr: &str, docker_host: Option<&str>) -> String {
 
 async fn stop(name: &str, not_running: &str) -> anyhow::Result<()> {
     let d = docker()?;
+    let proxy_args = match name {
+        PROXY => proxy_container_args(&d).await?.map(|(_, args)| args),
+        _ => None,
+    };
     match d
         .stop_container(
             name,
@@ -797,6 +843,9 @@ async fn stop(name: &str, not_running: &str) -> anyhow::Result<()> {
         }),
     )
     .await?;
+    if let Some(args) = proxy_args {
+        remove_unix_sockets(&args);
+    }
     Ok(())
 }
 
@@ -912,6 +961,16 @@ mod tests {
             ])),
             s(&["tcp://127.0.0.1:9999", "unix:///x.sock", "unix:///y.sock"])
         );
+    }
+
+    #[test]
+    fn unix_listeners_mount_their_directories() {
+        assert_eq!(
+            unix_listener_dirs(&s(&["tcp://0.0.0.0:1", "unix:///run/weave/weave.sock"])).unwrap(),
+            s(&["/run/weave"])
+        );
+        assert!(unix_listener_dirs(&s(&["unix:///x.sock"])).is_err());
+        assert!(unix_listener_dirs(&s(&["unix://x.sock"])).is_err());
     }
 
     #[test]
