@@ -269,6 +269,37 @@ fn launch_proxy_on_a_unix_socket_of_the_host() {
     assert!(!sock.exists(), "stop-proxy leaves {}", sock.display());
 }
 
+/// `weave status | head -1` ends like other CLIs whose reader went away (SIGPIPE), not with a
+/// panic. The first form closes the reader before weave starts, so every write meets it.
+#[test]
+fn output_into_a_closed_pipe_is_sigpipe_not_a_panic() {
+    use std::os::unix::process::ExitStatusExt;
+    let (read, write) = nix::unistd::pipe().expect("pipe");
+    drop(read);
+    let out = Command::new(env!("CARGO_BIN_EXE_weave"))
+        .arg("status")
+        .stdin(std::process::Stdio::null())
+        .stdout(write)
+        .output()
+        .expect("run weave");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!stderr.contains("panicked"), "{stderr}");
+    assert_eq!(out.status.signal(), Some(13), "{:?}: {stderr}", out.status);
+
+    let pipeline = format!(
+        "set -o pipefail; '{}' status | head -1",
+        env!("CARGO_BIN_EXE_weave")
+    );
+    let out: support::Out = Command::new("bash")
+        .args(["-c", &pipeline])
+        .output()
+        .expect("bash")
+        .into();
+    assert!(!out.stderr.contains("panicked"), "{}", out.stderr);
+    assert!([0, 141].contains(&out.code), "{out:?}");
+    assert_eq!(out.stdout.lines().count(), 1, "{}", out.stdout);
+}
+
 /// The image is FROM scratch with static binaries, and small (issue: ≤ 10 MiB).
 #[test]
 fn product_image_is_static_and_small() {

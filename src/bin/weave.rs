@@ -15,6 +15,37 @@ use bollard::query_parameters::{
 use clap::{Parser, Subcommand};
 use futures_util::StreamExt;
 
+/// `println!`, except that a stdout its reader has closed (`weave status | head -1`) ends the
+/// process as SIGPIPE ends other CLIs, not with a panic. SIGPIPE itself stays ignored (Rust's
+/// default): a daemon that closes its socket must not kill the front end.
+macro_rules! say {
+    ($($arg:tt)*) => {
+        say(format_args!($($arg)*))
+    };
+}
+
+fn say(args: std::fmt::Arguments) {
+    use std::io::Write;
+    let mut out = std::io::stdout().lock();
+    match out.write_fmt(args).and_then(|()| writeln!(out)) {
+        Ok(()) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => die_of_sigpipe(),
+        Err(e) => {
+            eprintln!("weave: writing to stdout: {e}");
+            std::process::exit(1);
+        }
+    }
+}
+
+fn die_of_sigpipe() -> ! {
+    use nix::sys::signal::{SigHandler, Signal, raise, signal};
+    // SAFETY: the default disposition runs no handler code of ours.
+    let _ = unsafe { signal(Signal::SIGPIPE, SigHandler::SigDfl) };
+    let _ = raise(Signal::SIGPIPE);
+    // Not reached; 128 + SIGPIPE, as a shell reports a process that SIGPIPE ended.
+    std::process::exit(141)
+}
+
 const PROXY: &str = "weaveproxy";
 const ROUTER: &str = "weave";
 const DNS: &str = "weavedns";
@@ -199,10 +230,10 @@ async fn run(cmd: Command) -> anyhow::Result<()> {
         Command::StopProxy => stop(PROXY, "Proxy is not running.").await,
         Command::ProxyEnv => {
             let (addr, tls) = proxy_addr().await?;
-            println!("export DOCKER_HOST={addr}");
+            say!("export DOCKER_HOST={addr}");
             match tls {
-                ClientTls::Verify => println!("export DOCKER_TLS_VERIFY=1"),
-                ClientTls::Encrypt => println!("export DOCKER_TLS=1"),
+                ClientTls::Verify => say!("export DOCKER_TLS_VERIFY=1"),
+                ClientTls::Encrypt => say!("export DOCKER_TLS=1"),
                 ClientTls::Off => {}
             }
             Ok(())
@@ -210,9 +241,9 @@ async fn run(cmd: Command) -> anyhow::Result<()> {
         Command::ProxyConfig => {
             let (addr, tls) = proxy_addr().await?;
             match tls {
-                ClientTls::Verify => println!("--tlsverify -H={addr}"),
-                ClientTls::Encrypt => println!("--tls -H={addr}"),
-                ClientTls::Off => println!("-H={addr}"),
+                ClientTls::Verify => say!("--tlsverify -H={addr}"),
+                ClientTls::Encrypt => say!("--tls -H={addr}"),
+                ClientTls::Off => say!("-H={addr}"),
             }
             Ok(())
         }
@@ -431,7 +462,7 @@ async fn launch(opts: LaunchOpts) -> anyhow::Result<()> {
     let id = run_service(&d, ROUTER, &["/weaveproxy", "weave"], args, binds).await?;
     let router = weaveproxy::router_api::RouterClient::default();
     wait_ready(&d, ROUTER, &[], || async { router.status().await.is_ok() }).await?;
-    println!("{id}");
+    say!("{id}");
     Ok(())
 }
 
@@ -535,7 +566,7 @@ async fn launch_dns(args: Vec<String>) -> anyhow::Result<()> {
     let id = run_service(&d, DNS, &["/weaveproxy", "weave"], args, Vec::new()).await?;
     let api = weaveproxy::dns_api::DnsClient::new(&http).map_err(anyhow::Error::msg)?;
     wait_ready(&d, DNS, &[], || async { api.status().await.is_ok() }).await?;
-    println!("{id}");
+    say!("{id}");
     Ok(())
 }
 
@@ -577,7 +608,7 @@ async fn launch_proxy(flags: Vec<String>) -> anyhow::Result<()> {
         async move { addrs.iter().all(|a| listening(a)) }
     })
     .await?;
-    println!("{id}");
+    say!("{id}");
     Ok(())
 }
 
@@ -853,36 +884,36 @@ async fn status() -> anyhow::Result<()> {
     let router = weaveproxy::router_api::RouterClient::default();
     match router.status().await {
         Ok(s) => {
-            println!("weave network service is running");
+            say!("weave network service is running");
             for line in s.lines() {
-                println!("        {line}");
+                say!("        {line}");
             }
         }
-        Err(_) => println!("weave network service is not running"),
+        Err(_) => say!("weave network service is not running"),
     }
     let dns = weaveproxy::dns_api::DnsClient::new(weaveproxy::dns_api::DEFAULT_BASE_URL)
         .map_err(anyhow::Error::msg)?;
     match dns.status().await {
         Ok(s) => {
-            println!("weaveDNS is running");
+            say!("weaveDNS is running");
             for line in s.lines() {
-                println!("        {line}");
+                say!("        {line}");
             }
         }
-        Err(_) => println!("weaveDNS is not running"),
+        Err(_) => say!("weaveDNS is not running"),
     }
     let d = docker()?;
     match proxy_container_args(&d).await {
         Ok(Some((true, args))) => {
-            println!("weave proxy is running");
+            say!("weave proxy is running");
             for a in listen_addrs(&args) {
-                println!("        Address: {a}");
+                say!("        Address: {a}");
             }
         }
-        Ok(_) => println!("weave proxy is not running"),
+        Ok(_) => say!("weave proxy is not running"),
         // Not knowing is not "not running": the daemon's error, with its address, follows.
         Err(e) => {
-            println!("weave proxy: unknown");
+            say!("weave proxy: unknown");
             return Err(e.into());
         }
     }
@@ -907,7 +938,7 @@ async fn ps() -> anyhow::Result<()> {
             continue;
         };
         if let Ok(Some((mac, addrs))) = weaveproxy::attach::inspect_iface(pid as u32).await {
-            println!("{} {} {}", &id[..12.min(id.len())], mac, addrs.join(" "));
+            say!("{} {} {}", &id[..12.min(id.len())], mac, addrs.join(" "));
         }
     }
     Ok(())
