@@ -142,8 +142,23 @@ fn launch_proxy_then_seed_usage_through_proxy_env() {
     let status = ok(s.weave(&["status"]));
     assert!(status.contains("weave proxy is not running"), "{status}");
     let again = s.weave(&["stop-proxy"]);
-    assert_ne!(again.code, 0);
+    assert_eq!(again.code, 0, "{}", again.stderr);
     assert!(again.stderr.contains("not running"), "{}", again.stderr);
+}
+
+/// As Weave's script: stopping a service that is not running says so, and succeeds.
+#[test]
+fn stopping_what_is_not_running_says_so_and_succeeds() {
+    let s = Services::new();
+    for (cmd, says) in [
+        ("stop-proxy", "Proxy is not running."),
+        ("stop-dns", "weaveDNS is not running."),
+        ("stop", "weave is not running."),
+    ] {
+        let out = s.weave(&[cmd]);
+        assert_eq!(out.code, 0, "{cmd}: {}", out.stderr);
+        assert_eq!(out.stderr.trim(), says, "{cmd}");
+    }
 }
 
 /// After `eval "$(weave proxy-env)"` DOCKER_HOST names the proxy; `weave` runs its services

@@ -862,8 +862,13 @@ async fn stop(name: &str, not_running: &str) -> anyhow::Result<()> {
         )
         .await
     {
+        // A stopped container is fine too (304): it is removed below, so the name is free.
         Ok(()) => {}
-        Err(e) if not_found(&e) => anyhow::bail!("{not_running}"),
+        // As Weave's script: said, and not a failure, so that scripts can stop unconditionally.
+        Err(e) if not_found(&e) => {
+            eprintln!("{not_running}");
+            return Ok(());
+        }
         Err(e) => return Err(e.into()),
     }
     d.remove_container(
