@@ -146,6 +146,46 @@ fn launch_proxy_then_seed_usage_through_proxy_env() {
     assert!(again.stderr.contains("not running"), "{}", again.stderr);
 }
 
+/// `weave stop` takes the bridge and its FORWARD rule when nothing uses them, and keeps them
+/// while a container is attached.
+#[test]
+fn weave_stop_removes_the_bridge_when_nothing_uses_it() {
+    let s = Services::new();
+    let mut cleanup = Cleanup::new();
+    let bridge = std::path::Path::new("/sys/class/net/weave");
+    let rule = || {
+        Command::new("iptables")
+            .args([
+                "-w", "-C", "FORWARD", "-i", "weave", "-o", "weave", "-j", "ACCEPT",
+            ])
+            .output()
+            .is_ok_and(|o| o.status.success())
+    };
+    ok(s.weave(&["launch"]));
+    ok(s.weave(&["launch-proxy"]));
+    let host = docker_host_from_proxy_env(&s);
+    let name = cleanup.container("attached");
+    let run = ["run", "-d", "--name", &name, "-e", "WEAVE_CIDR=10.2.1.1/24"];
+    ok(docker(
+        &host,
+        &[&run[..], &[support::image(), "sleep", "600"]].concat(),
+    ));
+    ok(s.weave(&["stop-proxy"]));
+    let out = s.weave(&["stop"]);
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    assert!(out.stderr.contains("attached"), "{}", out.stderr);
+    assert!(
+        bridge.exists() && rule(),
+        "kept while a container is attached"
+    );
+
+    ok(docker(DIRECT, &["rm", "-f", &name]));
+    ok(s.weave(&["launch"]));
+    ok(s.weave(&["stop"]));
+    assert!(!bridge.exists(), "the idle bridge is removed");
+    assert!(!rule(), "and its FORWARD rule");
+}
+
 /// As Weave's script: stopping a service that is not running says so, and succeeds.
 #[test]
 fn stopping_what_is_not_running_says_so_and_succeeds() {

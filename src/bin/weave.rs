@@ -223,7 +223,10 @@ fn not_found(e: &bollard::errors::Error) -> bool {
 async fn run(cmd: Command) -> anyhow::Result<()> {
     match cmd {
         Command::Launch { opts } => launch(opts).await,
-        Command::Stop => stop(ROUTER, "weave is not running.").await,
+        Command::Stop => {
+            stop(ROUTER, "weave is not running.").await?;
+            remove_idle_bridge().await
+        }
         Command::LaunchDns { args } => launch_dns(args).await,
         Command::StopDns => stop(DNS, "weaveDNS is not running.").await,
         Command::LaunchProxy { flags } => launch_proxy(flags).await,
@@ -881,6 +884,56 @@ async fn stop(name: &str, not_running: &str) -> anyhow::Result<()> {
     .await?;
     if let Some(args) = proxy_args {
         remove_unix_sockets(&args);
+    }
+    Ok(())
+}
+
+/// The bridge the network service owns (its `--bridge` default).
+const BRIDGE: &str = "weave";
+
+/// After `weave stop`, the bridge and its FORWARD rule go too when nothing uses them: no
+/// interface on it, and neither weaveDNS (which may hold an address on it) nor the proxy
+/// running. Whoever attaches next makes both again. Only for a daemon on this host, whose
+/// bridge this host's is; a bridge that cannot be removed is said, and stop still succeeds.
+async fn remove_idle_bridge() -> anyhow::Result<()> {
+    if !daemon_host().starts_with("unix://") {
+        return Ok(());
+    }
+    let ports = std::path::Path::new("/sys/class/net")
+        .join(BRIDGE)
+        .join("brif");
+    let Ok(mut ports) = std::fs::read_dir(&ports) else {
+        return Ok(());
+    };
+    let kept = |why: String| eprintln!("weave: bridge {BRIDGE} kept: {why}");
+    if ports.next().is_some() {
+        kept("containers are attached to it".into());
+        return Ok(());
+    }
+    let d = docker()?;
+    for name in [DNS, PROXY] {
+        let running = match d.inspect_container(name, None).await {
+            Ok(c) => c.state.and_then(|s| s.running).unwrap_or(false),
+            Err(e) if not_found(&e) => false,
+            Err(e) => return Err(e.into()),
+        };
+        if running {
+            kept(format!("{name} is running"));
+            return Ok(());
+        }
+    }
+    let deleted = match weaveproxy::attach::Netlink::new() {
+        Ok(netlink) => netlink.delete_link(BRIDGE).await.map_err(|e| e.to_string()),
+        Err(e) => Err(e.to_string()),
+    };
+    match deleted {
+        Ok(_) => {
+            tokio::task::spawn_blocking(|| {
+                weaveproxy::attach::firewall::remove_bridge_rule(BRIDGE)
+            })
+            .await?;
+        }
+        Err(e) => kept(format!("{e} (remove it with `ip link del {BRIDGE}`)")),
     }
     Ok(())
 }
