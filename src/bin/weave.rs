@@ -490,10 +490,10 @@ fn check_dns_args(args: &[String]) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// What the proxy refuses at start-up (src/config.rs, then its TLS files), checked here on the
-/// host, where the TLS files are. A `--config` file is read inside the container, so with one
-/// only the flags are checked here.
-fn check_proxy_flags(flags: &[String]) -> anyhow::Result<()> {
+/// What the proxy refuses at start-up in its settings (src/config.rs), checked here first. A
+/// `--config` file is read inside the container, so with one only the flags are checked here
+/// (and `None` returned).
+fn check_proxy_flags(flags: &[String]) -> anyhow::Result<Option<weaveproxy::config::Settings>> {
     use weaveproxy::proxy::listen::ListenAddr;
     use weaveproxy::proxy::upstream::DockerAddr;
 
@@ -502,7 +502,7 @@ fn check_proxy_flags(flags: &[String]) -> anyhow::Result<()> {
     )
     .map_err(|e| anyhow::anyhow!("{}", clap_line(e)))?;
     if cli.config.is_some() {
-        return Ok(());
+        return Ok(None);
     }
     // The proxy's container gets only this of WEAVEPROXY_*; HOME and DOCKER_CERT_PATH are where
     // the TLS files the front end mounts default from.
@@ -523,11 +523,19 @@ fn check_proxy_flags(flags: &[String]) -> anyhow::Result<()> {
     for a in &settings.listen {
         a.parse::<ListenAddr>().map_err(anyhow::Error::msg)?;
     }
+    Ok(Some(settings))
+}
+
+/// The proxy's TLS files loaded as it loads them, here on the host where they are: a key that
+/// does not match its certificate, say, is one line naming the host's files.
+fn check_proxy_tls(settings: &weaveproxy::config::Settings) -> anyhow::Result<()> {
+    // The error's text already carries its source: printed once, not again as a cause.
+    let one_line = |e: weaveproxy::tls::TlsError| anyhow::anyhow!("{e}");
     if let Some(t) = settings.listen_tls() {
-        weaveproxy::tls::server_config(&t.files, t.verify)?;
+        weaveproxy::tls::server_config(&t.files, t.verify).map_err(one_line)?;
     }
     if let Some(files) = settings.daemon_tls() {
-        weaveproxy::tls::client_config(&files)?;
+        weaveproxy::tls::client_config(&files).map_err(one_line)?;
     }
     Ok(())
 }
@@ -574,10 +582,7 @@ async fn launch_dns(args: Vec<String>) -> anyhow::Result<()> {
 }
 
 async fn launch_proxy(flags: Vec<String>) -> anyhow::Result<()> {
-    check_proxy_flags(&flags).context("weaveproxy")?;
-    let d = docker()?;
-    check_image(&d).await?;
-    check_not_running(&d, PROXY, "weave stop-proxy").await?;
+    let settings = check_proxy_flags(&flags).context("weaveproxy")?;
     let mut binds = vec![format!("{WEAVEWAIT_VOLUME}:/w")];
     let default_dir = weaveproxy::tls::default_dir(
         std::env::var("DOCKER_CERT_PATH").ok().as_deref(),
@@ -595,10 +600,18 @@ async fn launch_proxy(flags: Vec<String>) -> anyhow::Result<()> {
         binds.push(format!("{}:{inside}:ro", host.display()));
         mounts.push((inside.to_string(), host.display().to_string()));
     }
+    // After the check for missing files, whose message names the flag.
+    if let Some(settings) = &settings {
+        check_proxy_tls(settings).context("weaveproxy")?;
+    }
     let addrs = listen_addrs(&args);
+    let dirs = unix_listener_dirs(&addrs)?;
+    let d = docker()?;
+    check_image(&d).await?;
+    check_not_running(&d, PROXY, "weave stop-proxy").await?;
     // A unix listener is made inside the proxy's container: its directory is the host's, at the
     // same path, so that the socket is where the host's clients (and the check below) look.
-    for dir in unix_listener_dirs(&addrs)? {
+    for dir in dirs {
         std::fs::create_dir_all(&dir).with_context(|| format!("creating {dir}"))?;
         let bind = format!("{dir}:{dir}");
         if !binds.contains(&bind) {
