@@ -728,5 +728,27 @@ fn weave_launch_proxy_tlsverify_and_proxy_env() {
     assert_eq!(out.code, 3);
     // And nothing gets in without TLS.
     assert!(refused(&docker("tcp://127.0.0.1:12375", &["ps"])));
-    ok(s.weave(&["stop-proxy"]));
+
+    // The client's environment as proxy-env sets it names the TLS proxy, not the daemon:
+    // `weave` still talks to the daemon, and so sees the proxy and can stop and launch it.
+    let certs = home.path().join(".docker");
+    let env = [
+        ("DOCKER_HOST", "tcp://127.0.0.1:12375"),
+        ("DOCKER_TLS_VERIFY", "1"),
+        ("DOCKER_CERT_PATH", certs.to_str().unwrap()),
+    ];
+    let status = ok(s.weave_with(&["status"], &env));
+    assert!(status.contains("weave proxy is running"), "{status}");
+    ok(s.weave_with(&["ps"], &env));
+    ok(s.weave_with(&["stop-proxy"], &env));
+    assert_ne!(
+        docker(DIRECT, &["inspect", "weaveproxy"]).code,
+        0,
+        "stop-proxy removed the container"
+    );
+    let mut launch = vec!["launch-proxy".to_string()];
+    launch.extend(server.proxy_flags());
+    let launch: Vec<&str> = launch.iter().map(String::as_str).collect();
+    ok(s.weave_with(&launch, &env));
+    ok(s.weave_with(&["stop-proxy"], &env));
 }

@@ -99,6 +99,12 @@ impl Netlink {
             .link_by_name(name)
             .await?
             .ok_or_else(|| AttachError::Other(format!("bridge {name} vanished after creation")))?;
+        // A bridge made anew may have had its rule removed with it (`weave stop` takes both
+        // when nothing uses them), so the rule is checked again, not taken as done.
+        self.forwarding
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(name);
         self.allow_forwarding(name).await;
         Ok((link.header.index, mtu(&link).unwrap_or(1500)))
     }

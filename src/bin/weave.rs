@@ -5,6 +5,7 @@
 use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
+use anyhow::Context;
 use bollard::Docker;
 use bollard::models::{ContainerCreateBody, HostConfig, RestartPolicy, RestartPolicyNameEnum};
 use bollard::query_parameters::{
@@ -13,6 +14,37 @@ use bollard::query_parameters::{
 };
 use clap::{Parser, Subcommand};
 use futures_util::StreamExt;
+
+/// `println!`, except that a stdout its reader has closed (`weave status | head -1`) ends the
+/// process as SIGPIPE ends other CLIs, not with a panic. SIGPIPE itself stays ignored (Rust's
+/// default): a daemon that closes its socket must not kill the front end.
+macro_rules! say {
+    ($($arg:tt)*) => {
+        say(format_args!($($arg)*))
+    };
+}
+
+fn say(args: std::fmt::Arguments) {
+    use std::io::Write;
+    let mut out = std::io::stdout().lock();
+    match out.write_fmt(args).and_then(|()| writeln!(out)) {
+        Ok(()) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => die_of_sigpipe(),
+        Err(e) => {
+            eprintln!("weave: writing to stdout: {e}");
+            std::process::exit(1);
+        }
+    }
+}
+
+fn die_of_sigpipe() -> ! {
+    use nix::sys::signal::{SigHandler, Signal, raise, signal};
+    // SAFETY: the default disposition runs no handler code of ours.
+    let _ = unsafe { signal(Signal::SIGPIPE, SigHandler::SigDfl) };
+    let _ = raise(Signal::SIGPIPE);
+    // Not reached; 128 + SIGPIPE, as a shell reports a process that SIGPIPE ended.
+    std::process::exit(141)
+}
 
 const PROXY: &str = "weaveproxy";
 const ROUTER: &str = "weave";
@@ -126,6 +158,12 @@ pub fn run_cli(args: impl IntoIterator<Item = std::ffi::OsString>) -> ExitCode {
     };
     match rt.block_on(run(cli.command)) {
         Ok(()) => ExitCode::SUCCESS,
+        // A failure to talk to the daemon names the address used: it is chosen by rules (see
+        // `daemon_host_from`), not always DOCKER_HOST.
+        Err(e) if e.chain().any(|c| c.is::<bollard::errors::Error>()) => {
+            eprintln!("weave: Docker daemon at {}: {e:#}", daemon_host());
+            ExitCode::FAILURE
+        }
         Err(e) => {
             eprintln!("weave: {e:#}");
             ExitCode::FAILURE
@@ -133,8 +171,43 @@ pub fn run_cli(args: impl IntoIterator<Item = std::ffi::OsString>) -> ExitCode {
     }
 }
 
+/// The daemon's own socket, where the services run beside it.
+const LOCAL_SOCKET: &str = "/var/run/docker.sock";
+
+/// Where the front end reaches the daemon. `weave` is a host-local tool whose services run
+/// beside the daemon, so it always talks to the daemon itself: after `eval "$(weave
+/// proxy-env)"` DOCKER_HOST (and DOCKER_TLS_VERIFY, DOCKER_CERT_PATH) name the proxy, which
+/// `weave stop-proxy` must not send its request through. In order: WEAVE_DOCKER_HOST; the local
+/// socket when it exists; DOCKER_HOST (a remote daemon); the local socket's address.
+fn daemon_host_from(
+    weave_docker_host: Option<&str>,
+    local_socket_exists: bool,
+    docker_host: Option<&str>,
+) -> String {
+    let non_empty = |v: Option<&str>| v.filter(|v| !v.is_empty()).map(str::to_string);
+    if let Some(h) = non_empty(weave_docker_host) {
+        // A bare path, as DOCKER_HOST never takes one but users type.
+        return match h.starts_with('/') {
+            true => format!("unix://{h}"),
+            false => h,
+        };
+    }
+    if local_socket_exists {
+        return format!("unix://{LOCAL_SOCKET}");
+    }
+    non_empty(docker_host).unwrap_or_else(|| format!("unix://{LOCAL_SOCKET}"))
+}
+
+fn daemon_host() -> String {
+    daemon_host_from(
+        std::env::var("WEAVE_DOCKER_HOST").ok().as_deref(),
+        std::path::Path::new(LOCAL_SOCKET).exists(),
+        std::env::var("DOCKER_HOST").ok().as_deref(),
+    )
+}
+
 fn docker() -> anyhow::Result<Docker> {
-    Ok(Docker::connect_with_defaults()?)
+    Ok(Docker::connect_with_host(&daemon_host())?)
 }
 
 fn not_found(e: &bollard::errors::Error) -> bool {
@@ -150,17 +223,20 @@ fn not_found(e: &bollard::errors::Error) -> bool {
 async fn run(cmd: Command) -> anyhow::Result<()> {
     match cmd {
         Command::Launch { opts } => launch(opts).await,
-        Command::Stop => stop(ROUTER, "weave is not running.").await,
+        Command::Stop => {
+            stop(ROUTER, "weave is not running.").await?;
+            remove_idle_bridge().await
+        }
         Command::LaunchDns { args } => launch_dns(args).await,
         Command::StopDns => stop(DNS, "weaveDNS is not running.").await,
         Command::LaunchProxy { flags } => launch_proxy(flags).await,
         Command::StopProxy => stop(PROXY, "Proxy is not running.").await,
         Command::ProxyEnv => {
             let (addr, tls) = proxy_addr().await?;
-            println!("export DOCKER_HOST={addr}");
+            say!("export DOCKER_HOST={addr}");
             match tls {
-                ClientTls::Verify => println!("export DOCKER_TLS_VERIFY=1"),
-                ClientTls::Encrypt => println!("export DOCKER_TLS=1"),
+                ClientTls::Verify => say!("export DOCKER_TLS_VERIFY=1"),
+                ClientTls::Encrypt => say!("export DOCKER_TLS=1"),
                 ClientTls::Off => {}
             }
             Ok(())
@@ -168,9 +244,9 @@ async fn run(cmd: Command) -> anyhow::Result<()> {
         Command::ProxyConfig => {
             let (addr, tls) = proxy_addr().await?;
             match tls {
-                ClientTls::Verify => println!("--tlsverify -H={addr}"),
-                ClientTls::Encrypt => println!("--tls -H={addr}"),
-                ClientTls::Off => println!("-H={addr}"),
+                ClientTls::Verify => say!("--tlsverify -H={addr}"),
+                ClientTls::Encrypt => say!("--tls -H={addr}"),
+                ClientTls::Off => say!("-H={addr}"),
             }
             Ok(())
         }
@@ -214,11 +290,12 @@ async fn check_image(d: &Docker) -> anyhow::Result<()> {
     }
 }
 
-/// The daemon's socket as the services see it (they run beside the daemon, on its host).
+/// The daemon's socket on its host, bind-mounted into the services (they run beside the
+/// daemon): the one the front end uses, or for a remote daemon the usual path on its host.
 fn docker_socket() -> String {
-    match std::env::var("DOCKER_HOST") {
-        Ok(h) if h.starts_with("unix://") => h.trim_start_matches("unix://").to_string(),
-        _ => "/var/run/docker.sock".into(),
+    match daemon_host().strip_prefix("unix://") {
+        Some(path) => path.to_string(),
+        None => LOCAL_SOCKET.into(),
     }
 }
 
@@ -268,38 +345,68 @@ async fn run_service(
     Ok(created.id)
 }
 
-/// Waits for `ready`, or reports the container's death with its log.
-async fn wait_ready<F, Fut>(d: &Docker, name: &str, mut ready: F) -> anyhow::Result<()>
+/// How long a service gets to answer after its container starts.
+const READY_WITHIN: Duration = Duration::from_secs(30);
+
+/// Waits for `ready`. A container that has exited, or been restarted by its policy, is dead at
+/// once: waiting would only watch the same error repeat. On failure the container is removed
+/// (a restart loop would otherwise hold the name) and the error carries its log, once, with
+/// each path in `mounts` (inside → host) followed by the host file it came from.
+async fn wait_ready<F, Fut>(
+    d: &Docker,
+    name: &str,
+    mounts: &[(String, String)],
+    mut ready: F,
+) -> anyhow::Result<()>
 where
     F: FnMut() -> Fut,
     Fut: std::future::Future<Output = bool>,
 {
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while Instant::now() < deadline {
+    let deadline = Instant::now() + READY_WITHIN;
+    let why = loop {
         if ready().await {
             return Ok(());
         }
-        let running = d
-            .inspect_container(name, None)
-            .await
-            .ok()
-            .and_then(|c| c.state)
-            .and_then(|s| s.running)
-            .unwrap_or(false);
-        if !running {
-            anyhow::bail!(
-                "the {name} container has died; its log:\n{}",
-                logs(d, name).await
-            );
+        let dead = match d.inspect_container(name, None).await {
+            Ok(c) => {
+                let s = c.state.unwrap_or_default();
+                !s.running.unwrap_or(false)
+                    || s.restarting.unwrap_or(false)
+                    || c.restart_count.unwrap_or(0) > 0
+            }
+            Err(e) if not_found(&e) => true,
+            Err(e) => return Err(e.into()),
+        };
+        if dead {
+            break "failed to start";
+        }
+        if Instant::now() >= deadline {
+            break "did not become ready within 30 s";
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    let mut log = logs(d, name).await;
+    for (inside, host) in mounts {
+        log = log.replace(inside.as_str(), &format!("{inside} (host file {host})"));
     }
-    anyhow::bail!(
-        "{name} did not become ready within 30 s; its log:\n{}",
-        logs(d, name).await
-    )
+    let _ = d
+        .remove_container(
+            name,
+            Some(RemoveContainerOptions {
+                force: true,
+                ..Default::default()
+            }),
+        )
+        .await;
+    match log.lines().count() {
+        0 => anyhow::bail!("{name} {why} (no log); its container is removed"),
+        1 => anyhow::bail!("{name} {why}: {}", log.trim()),
+        _ => anyhow::bail!("{name} {why}; its container is removed. Its log:\n{log}"),
+    }
 }
 
+/// The container's last lines, each once: the restart policy may have run the service more
+/// than once before it was seen dead, and each run logs the same error.
 async fn logs(d: &Docker, name: &str) -> String {
     let mut out = String::new();
     let mut s = d.logs(
@@ -314,7 +421,26 @@ async fn logs(d: &Docker, name: &str) -> String {
     while let Some(Ok(chunk)) = s.next().await {
         out.push_str(&chunk.to_string());
     }
-    out
+    let mut seen = std::collections::HashSet::new();
+    out.lines()
+        .filter(|l| seen.insert(*l))
+        .map(|l| format!("{l}\n"))
+        .collect()
+}
+
+/// A clap error as one line: its first, without the `error: ` prefix.
+fn clap_line(e: clap::Error) -> String {
+    let text = e.to_string();
+    let first = text.lines().next().unwrap_or_default();
+    first.strip_prefix("error: ").unwrap_or(first).to_string()
+}
+
+/// The service's own parser, run here on the arguments its container will get: the front end
+/// is the same binary, and a bad flag is then one line at once rather than a dead container.
+fn parse_service(args: &[String]) -> anyhow::Result<Command> {
+    let cli = Cli::try_parse_from(std::iter::once("weave").chain(args.iter().map(String::as_str)))
+        .map_err(|e| anyhow::anyhow!("{}", clap_line(e)))?;
+    Ok(cli.command)
 }
 
 async fn launch(opts: LaunchOpts) -> anyhow::Result<()> {
@@ -324,9 +450,6 @@ async fn launch(opts: LaunchOpts) -> anyhow::Result<()> {
             opts.peers.join(" ")
         );
     }
-    let d = docker()?;
-    check_image(&d).await?;
-    check_not_running(&d, ROUTER, "weave stop").await?;
     let mut args = vec!["serve-network".to_string()];
     if let Some(r) = opts.ipalloc_range {
         args.extend(["--ipalloc-range".into(), r]);
@@ -334,11 +457,86 @@ async fn launch(opts: LaunchOpts) -> anyhow::Result<()> {
     if let Some(s) = opts.ipalloc_default_subnet {
         args.extend(["--ipalloc-default-subnet".into(), s]);
     }
+    check_network_args(&args).context("weave launch")?;
+    let d = docker()?;
+    check_image(&d).await?;
+    check_not_running(&d, ROUTER, "weave stop").await?;
     let binds = vec![format!("{DB_VOLUME}:/weavedb")];
     let id = run_service(&d, ROUTER, &["/weaveproxy", "weave"], args, binds).await?;
     let router = weaveproxy::router_api::RouterClient::default();
-    wait_ready(&d, ROUTER, || async { router.status().await.is_ok() }).await?;
-    println!("{id}");
+    wait_ready(&d, ROUTER, &[], || async { router.status().await.is_ok() }).await?;
+    say!("{id}");
+    Ok(())
+}
+
+/// What the network service checks at start-up: its flags, and the range and default subnet
+/// together.
+fn check_network_args(args: &[String]) -> anyhow::Result<()> {
+    let Command::ServeNetwork { opts, .. } = parse_service(args)? else {
+        anyhow::bail!("not the network service's arguments");
+    };
+    let subnet = opts.ipalloc_default_subnet.unwrap_or(opts.ipalloc_range);
+    weaveproxy::network::alloc::Allocator::new(opts.ipalloc_range, subnet)
+        .map_err(|e| anyhow::anyhow!("invalid --ipalloc-range / --ipalloc-default-subnet: {e}"))?;
+    Ok(())
+}
+
+/// What weaveDNS checks before it serves: its flags and its domain.
+fn check_dns_args(args: &[String]) -> anyhow::Result<()> {
+    let Command::ServeDns { opts } = parse_service(args)? else {
+        anyhow::bail!("not weaveDNS's arguments");
+    };
+    weaveproxy::dns::parse_domain(&opts.domain)?;
+    Ok(())
+}
+
+/// What the proxy refuses at start-up in its settings (src/config.rs), checked here first. A
+/// `--config` file is read inside the container, so with one only the flags are checked here
+/// (and `None` returned).
+fn check_proxy_flags(flags: &[String]) -> anyhow::Result<Option<weaveproxy::config::Settings>> {
+    use weaveproxy::proxy::listen::ListenAddr;
+    use weaveproxy::proxy::upstream::DockerAddr;
+
+    let cli = weaveproxy::config::Cli::try_parse_from(
+        std::iter::once("weaveproxy").chain(flags.iter().map(String::as_str)),
+    )
+    .map_err(|e| anyhow::anyhow!("{}", clap_line(e)))?;
+    if cli.config.is_some() {
+        return Ok(None);
+    }
+    // The proxy's container gets only this of WEAVEPROXY_*; HOME and DOCKER_CERT_PATH are where
+    // the TLS files the front end mounts default from.
+    let mut env = vec![(
+        "WEAVEPROXY_WEAVEWAIT".to_string(),
+        format!("volume:{WEAVEWAIT_VOLUME}"),
+    )];
+    for k in ["HOME", "DOCKER_CERT_PATH"] {
+        if let Ok(v) = std::env::var(k) {
+            env.push((k.to_string(), v));
+        }
+    }
+    let settings = weaveproxy::config::load_from(&cli, env)?;
+    settings
+        .docker_host
+        .parse::<DockerAddr>()
+        .map_err(anyhow::Error::msg)?;
+    for a in &settings.listen {
+        a.parse::<ListenAddr>().map_err(anyhow::Error::msg)?;
+    }
+    Ok(Some(settings))
+}
+
+/// The proxy's TLS files loaded as it loads them, here on the host where they are: a key that
+/// does not match its certificate, say, is one line naming the host's files.
+fn check_proxy_tls(settings: &weaveproxy::config::Settings) -> anyhow::Result<()> {
+    // The error's text already carries its source: printed once, not again as a cause.
+    let one_line = |e: weaveproxy::tls::TlsError| anyhow::anyhow!("{e}");
+    if let Some(t) = settings.listen_tls() {
+        weaveproxy::tls::server_config(&t.files, t.verify).map_err(one_line)?;
+    }
+    if let Some(files) = settings.daemon_tls() {
+        weaveproxy::tls::client_config(&files).map_err(one_line)?;
+    }
     Ok(())
 }
 
@@ -372,20 +570,19 @@ fn dns_args(args: Vec<String>) -> anyhow::Result<(Vec<String>, String)> {
 
 async fn launch_dns(args: Vec<String>) -> anyhow::Result<()> {
     let (args, http) = dns_args(args)?;
+    check_dns_args(&args).context("weavedns")?;
     let d = docker()?;
     check_image(&d).await?;
     check_not_running(&d, DNS, "weave stop-dns").await?;
     let id = run_service(&d, DNS, &["/weaveproxy", "weave"], args, Vec::new()).await?;
     let api = weaveproxy::dns_api::DnsClient::new(&http).map_err(anyhow::Error::msg)?;
-    wait_ready(&d, DNS, || async { api.status().await.is_ok() }).await?;
-    println!("{id}");
+    wait_ready(&d, DNS, &[], || async { api.status().await.is_ok() }).await?;
+    say!("{id}");
     Ok(())
 }
 
 async fn launch_proxy(flags: Vec<String>) -> anyhow::Result<()> {
-    let d = docker()?;
-    check_image(&d).await?;
-    check_not_running(&d, PROXY, "weave stop-proxy").await?;
+    let settings = check_proxy_flags(&flags).context("weaveproxy")?;
     let mut binds = vec![format!("{WEAVEWAIT_VOLUME}:/w")];
     let default_dir = weaveproxy::tls::default_dir(
         std::env::var("DOCKER_CERT_PATH").ok().as_deref(),
@@ -394,21 +591,40 @@ async fn launch_proxy(flags: Vec<String>) -> anyhow::Result<()> {
     let (args, files) = tls_files(flags, &default_dir).map_err(anyhow::Error::msg)?;
     // TLS files live on the host: each is mounted read-only where the proxy reads it. A missing
     // one must stop us here, or docker would make an empty directory of that name.
+    let mut mounts = Vec::new();
     for (flag, host, inside) in files {
         let host = std::fs::canonicalize(&host)
             .ok()
             .filter(|p| p.is_file())
             .ok_or_else(|| anyhow::anyhow!("{flag} {}: no such file", host.display()))?;
         binds.push(format!("{}:{inside}:ro", host.display()));
+        mounts.push((inside.to_string(), host.display().to_string()));
+    }
+    // After the check for missing files, whose message names the flag.
+    if let Some(settings) = &settings {
+        check_proxy_tls(settings).context("weaveproxy")?;
     }
     let addrs = listen_addrs(&args);
+    let dirs = unix_listener_dirs(&addrs)?;
+    let d = docker()?;
+    check_image(&d).await?;
+    check_not_running(&d, PROXY, "weave stop-proxy").await?;
+    // A unix listener is made inside the proxy's container: its directory is the host's, at the
+    // same path, so that the socket is where the host's clients (and the check below) look.
+    for dir in dirs {
+        std::fs::create_dir_all(&dir).with_context(|| format!("creating {dir}"))?;
+        let bind = format!("{dir}:{dir}");
+        if !binds.contains(&bind) {
+            binds.push(bind);
+        }
+    }
     let id = run_service(&d, PROXY, &["/weaveproxy"], args, binds).await?;
-    wait_ready(&d, PROXY, || {
+    wait_ready(&d, PROXY, &mounts, || {
         let addrs = addrs.clone();
         async move { addrs.iter().all(|a| listening(a)) }
     })
     .await?;
-    println!("{id}");
+    say!("{id}");
     Ok(())
 }
 
@@ -493,6 +709,39 @@ fn flag_on(args: &[String], name: &str) -> bool {
     on
 }
 
+/// The directories of the unix listeners among `addrs`. Each is mounted into the proxy's
+/// container, so `/` (the host's whole tree) is refused: such a socket needs a directory.
+fn unix_listener_dirs(addrs: &[String]) -> anyhow::Result<Vec<String>> {
+    let mut dirs = Vec::new();
+    for path in addrs.iter().filter_map(|a| a.strip_prefix("unix://")) {
+        let dir = std::path::Path::new(path)
+            .parent()
+            .filter(|d| d.is_absolute() && *d != std::path::Path::new("/"))
+            .ok_or_else(|| {
+                anyhow::anyhow!(
+                    "-H unix://{path}: the socket needs a directory of its own (e.g. unix:///var/run/weave/weave.sock), which is mounted into the proxy's container"
+                )
+            })?;
+        dirs.push(dir.display().to_string());
+    }
+    Ok(dirs)
+}
+
+/// Unix sockets of the proxy that are still on the host after it stopped (it removes them
+/// itself when it can shut down in time).
+fn remove_unix_sockets(args: &[String]) {
+    use std::os::unix::fs::FileTypeExt;
+    for path in listen_addrs(args)
+        .iter()
+        .filter_map(|a| a.strip_prefix("unix://"))
+    {
+        let is_socket = std::fs::symlink_metadata(path).is_ok_and(|m| m.file_type().is_socket());
+        if is_socket {
+            let _ = std::fs::remove_file(path);
+        }
+    }
+}
+
 fn listening(addr: &str) -> bool {
     if let Some(path) = addr.strip_prefix("unix://") {
         return std::os::unix::net::UnixStream::connect(path).is_ok();
@@ -539,16 +788,27 @@ fn listen_addrs(args: &[String]) -> Vec<String> {
     out
 }
 
-async fn proxy_args(d: &Docker) -> anyhow::Result<Vec<String>> {
+/// The proxy container's arguments: `Ok(None)` when it is not there at all.
+async fn proxy_container_args(
+    d: &Docker,
+) -> Result<Option<(bool, Vec<String>)>, bollard::errors::Error> {
     match d.inspect_container(PROXY, None).await {
-        Ok(c) if c.state.as_ref().and_then(|s| s.running).unwrap_or(false) => {
-            Ok(c.args.unwrap_or_default())
+        Ok(c) => Ok(Some((
+            c.state.as_ref().and_then(|s| s.running).unwrap_or(false),
+            c.args.unwrap_or_default(),
+        ))),
+        Err(e) if not_found(&e) => Ok(None),
+        Err(e) => Err(e),
+    }
+}
+
+async fn proxy_args(d: &Docker) -> anyhow::Result<Vec<String>> {
+    match proxy_container_args(d).await? {
+        Some((true, args)) => Ok(args),
+        Some((false, _)) => {
+            anyhow::bail!("weaveproxy container is not running. Have you launched it?")
         }
-        Ok(_) => anyhow::bail!("weaveproxy container is not running. Have you launched it?"),
-        Err(e) if not_found(&e) => {
-            anyhow::bail!("weaveproxy container is not present. Have you launched it?")
-        }
-        Err(e) => Err(e.into()),
+        None => anyhow::bail!("weaveproxy container is not present. Have you launched it?"),
     }
 }
 
@@ -587,10 +847,7 @@ async fn proxy_addr() -> anyhow::Result<(String, ClientTls)> {
         .cloned()
         .unwrap_or_default();
     let tls = client_tls(&args, &addr);
-    Ok((
-        client_addr(&addr, std::env::var("DOCKER_HOST").ok().as_deref()),
-        tls,
-    ))
+    Ok((client_addr(&addr, Some(&daemon_host())), tls))
 }
 
 /// `0.0.0.0` means "every interface": a client uses its daemon's host, or else 127.0.0.1.
@@ -607,6 +864,10 @@ fn client_addr(addr: &str, docker_host: Option<&str>) -> String {
 
 async fn stop(name: &str, not_running: &str) -> anyhow::Result<()> {
     let d = docker()?;
+    let proxy_args = match name {
+        PROXY => proxy_container_args(&d).await?.map(|(_, args)| args),
+        _ => None,
+    };
     match d
         .stop_container(
             name,
@@ -617,8 +878,13 @@ async fn stop(name: &str, not_running: &str) -> anyhow::Result<()> {
         )
         .await
     {
+        // A stopped container is fine too (304): it is removed below, so the name is free.
         Ok(()) => {}
-        Err(e) if not_found(&e) => anyhow::bail!("{not_running}"),
+        // As Weave's script: said, and not a failure, so that scripts can stop unconditionally.
+        Err(e) if not_found(&e) => {
+            eprintln!("{not_running}");
+            return Ok(());
+        }
         Err(e) => return Err(e.into()),
     }
     d.remove_container(
@@ -629,6 +895,59 @@ async fn stop(name: &str, not_running: &str) -> anyhow::Result<()> {
         }),
     )
     .await?;
+    if let Some(args) = proxy_args {
+        remove_unix_sockets(&args);
+    }
+    Ok(())
+}
+
+/// The bridge the network service owns (its `--bridge` default).
+const BRIDGE: &str = "weave";
+
+/// After `weave stop`, the bridge and its FORWARD rule go too when nothing uses them: no
+/// interface on it, and neither weaveDNS (which may hold an address on it) nor the proxy
+/// running. Whoever attaches next makes both again. Only for a daemon on this host, whose
+/// bridge this host's is; a bridge that cannot be removed is said, and stop still succeeds.
+async fn remove_idle_bridge() -> anyhow::Result<()> {
+    if !daemon_host().starts_with("unix://") {
+        return Ok(());
+    }
+    let ports = std::path::Path::new("/sys/class/net")
+        .join(BRIDGE)
+        .join("brif");
+    let Ok(mut ports) = std::fs::read_dir(&ports) else {
+        return Ok(());
+    };
+    let kept = |why: String| eprintln!("weave: bridge {BRIDGE} kept: {why}");
+    if ports.next().is_some() {
+        kept("containers are attached to it".into());
+        return Ok(());
+    }
+    let d = docker()?;
+    for name in [DNS, PROXY] {
+        let running = match d.inspect_container(name, None).await {
+            Ok(c) => c.state.and_then(|s| s.running).unwrap_or(false),
+            Err(e) if not_found(&e) => false,
+            Err(e) => return Err(e.into()),
+        };
+        if running {
+            kept(format!("{name} is running"));
+            return Ok(());
+        }
+    }
+    let deleted = match weaveproxy::attach::Netlink::new() {
+        Ok(netlink) => netlink.delete_link(BRIDGE).await.map_err(|e| e.to_string()),
+        Err(e) => Err(e.to_string()),
+    };
+    match deleted {
+        Ok(_) => {
+            tokio::task::spawn_blocking(|| {
+                weaveproxy::attach::firewall::remove_bridge_rule(BRIDGE)
+            })
+            .await?;
+        }
+        Err(e) => kept(format!("{e} (remove it with `ip link del {BRIDGE}`)")),
+    }
     Ok(())
 }
 
@@ -636,33 +955,38 @@ async fn status() -> anyhow::Result<()> {
     let router = weaveproxy::router_api::RouterClient::default();
     match router.status().await {
         Ok(s) => {
-            println!("weave network service is running");
+            say!("weave network service is running");
             for line in s.lines() {
-                println!("        {line}");
+                say!("        {line}");
             }
         }
-        Err(_) => println!("weave network service is not running"),
+        Err(_) => say!("weave network service is not running"),
     }
     let dns = weaveproxy::dns_api::DnsClient::new(weaveproxy::dns_api::DEFAULT_BASE_URL)
         .map_err(anyhow::Error::msg)?;
     match dns.status().await {
         Ok(s) => {
-            println!("weaveDNS is running");
+            say!("weaveDNS is running");
             for line in s.lines() {
-                println!("        {line}");
+                say!("        {line}");
             }
         }
-        Err(_) => println!("weaveDNS is not running"),
+        Err(_) => say!("weaveDNS is not running"),
     }
     let d = docker()?;
-    match proxy_args(&d).await {
-        Ok(args) => {
-            println!("weave proxy is running");
+    match proxy_container_args(&d).await {
+        Ok(Some((true, args))) => {
+            say!("weave proxy is running");
             for a in listen_addrs(&args) {
-                println!("        Address: {a}");
+                say!("        Address: {a}");
             }
         }
-        Err(_) => println!("weave proxy is not running"),
+        Ok(_) => say!("weave proxy is not running"),
+        // Not knowing is not "not running": the daemon's error, with its address, follows.
+        Err(e) => {
+            say!("weave proxy: unknown");
+            return Err(e.into());
+        }
     }
     Ok(())
 }
@@ -685,7 +1009,7 @@ async fn ps() -> anyhow::Result<()> {
             continue;
         };
         if let Ok(Some((mac, addrs))) = weaveproxy::attach::inspect_iface(pid as u32).await {
-            println!("{} {} {}", &id[..12.min(id.len())], mac, addrs.join(" "));
+            say!("{} {} {}", &id[..12.min(id.len())], mac, addrs.join(" "));
         }
     }
     Ok(())
@@ -739,6 +1063,16 @@ mod tests {
             ])),
             s(&["tcp://127.0.0.1:9999", "unix:///x.sock", "unix:///y.sock"])
         );
+    }
+
+    #[test]
+    fn unix_listeners_mount_their_directories() {
+        assert_eq!(
+            unix_listener_dirs(&s(&["tcp://0.0.0.0:1", "unix:///run/weave/weave.sock"])).unwrap(),
+            s(&["/run/weave"])
+        );
+        assert!(unix_listener_dirs(&s(&["unix:///x.sock"])).is_err());
+        assert!(unix_listener_dirs(&s(&["unix://x.sock"])).is_err());
     }
 
     #[test]
@@ -859,6 +1193,27 @@ mod tests {
         assert_eq!(http, "127.0.0.1:9");
         assert!(dns_args(s(&["10.2.4.0/24"])).is_err());
         assert!(dns_args(s(&["bogus"])).is_err());
+    }
+
+    #[test]
+    fn the_daemon_not_the_proxy_that_proxy_env_names() {
+        let proxy = Some("tcp://127.0.0.1:12375");
+        let local = "unix:///var/run/docker.sock";
+        assert_eq!(daemon_host_from(None, true, proxy), local);
+        assert_eq!(daemon_host_from(Some(""), true, proxy), local);
+        assert_eq!(
+            daemon_host_from(Some("tcp://h:2375"), true, proxy),
+            "tcp://h:2375"
+        );
+        assert_eq!(
+            daemon_host_from(Some("/run/d.sock"), true, None),
+            "unix:///run/d.sock"
+        );
+        assert_eq!(
+            daemon_host_from(None, false, Some("tcp://h:2375")),
+            "tcp://h:2375"
+        );
+        assert_eq!(daemon_host_from(None, false, None), local);
     }
 
     #[test]

@@ -871,6 +871,24 @@ pub fn ethwe_v4(out: &str) -> Vec<(std::net::Ipv4Addr, u8)> {
         .collect()
 }
 
+/// `docker run --rm -e WEAVE_CIDR=... IMAGE ip -4 addr show ethwe` at `host`: the container's
+/// weave addresses (the seed's Usage example).
+pub fn run_ethwe_v4(host: &str, weave_cidr: &str) -> Vec<(std::net::Ipv4Addr, u8)> {
+    let env = format!("WEAVE_CIDR={weave_cidr}");
+    let args = [
+        "run",
+        "--rm",
+        "-e",
+        &env,
+        image(),
+        "ip",
+        "-4",
+        "addr",
+        "show",
+    ];
+    ethwe_v4(&ok(docker(host, &[&args[..], &["ethwe"]].concat())))
+}
+
 pub fn in_subnet(ip: std::net::Ipv4Addr, net: std::net::Ipv4Addr, len: u8) -> bool {
     let mask = u32::MAX.checked_shl(32 - u32::from(len)).unwrap_or(0);
     u32::from(ip) & mask == u32::from(net) & mask
