@@ -154,6 +154,10 @@ async fn attach_with_retry(weave: Arc<Weave>, id: String) {
     for attempt in 1..=8 {
         match attach_container(&weave, &id).await {
             Ok(Outcome::Attached { .. } | Outcome::NotOurs | Outcome::NotRunning) => return,
+            Err(e) if e.is_permanent() => {
+                tracing::error!(container = %&id[..id.len().min(12)], "attach: {e}");
+                return;
+            }
             Err(e) => {
                 tracing::warn!(container = %&id[..id.len().min(12)], attempt, "attach: {e}; retrying in {delay:?}");
                 tokio::time::sleep(delay).await;

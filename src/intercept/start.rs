@@ -214,6 +214,23 @@ pub enum StartError {
     Address { token: Token, err: RouterError },
 }
 
+impl StartError {
+    /// Trying again cannot help: the router refused the request itself (an address taken, a
+    /// subnet full), or the container's own settings are wrong. Anything else (the router or
+    /// the daemon not answering, netlink) may pass.
+    pub fn is_permanent(&self) -> bool {
+        let refused = |e: &RouterError| {
+            matches!(e, RouterError::Api { status, .. } if status.is_client_error())
+                || matches!(e, RouterError::BadId(_) | RouterError::BadUrl(_))
+        };
+        match self {
+            StartError::Cidr(_) => true,
+            StartError::Router(e) | StartError::Address { err: e, .. } => refused(e),
+            StartError::Docker(_) | StartError::Attach(_) => false,
+        }
+    }
+}
+
 pub async fn attach_container(weave: &Weave, id: &str) -> Result<Outcome, StartError> {
     // What the attach step costs a start (waiting for a concurrent attach included); the
     // benchmark reads it from the log.
@@ -454,5 +471,32 @@ mod tests {
         assert_eq!(fqdn("seeone", "weave.local"), "seeone.weave.local");
         assert_eq!(fqdn("a", "b.c."), "a.b.c");
         assert_eq!(fqdn("0123456789ab", ""), "0123456789ab");
+    }
+
+    #[test]
+    fn refusals_are_not_retried() {
+        use super::{RouterError, StartError, Token};
+        let api = |code: u16| RouterError::Api {
+            status: hyper::StatusCode::from_u16(code).unwrap(),
+            message: "x".into(),
+        };
+        let token = Token::NetDefault;
+        assert!(StartError::Router(api(409)).is_permanent());
+        assert!(
+            StartError::Address {
+                token,
+                err: api(400)
+            }
+            .is_permanent()
+        );
+        assert!(!StartError::Router(api(503)).is_permanent());
+        assert!(!StartError::Router(RouterError::NotRunning).is_permanent());
+        assert!(
+            !StartError::Address {
+                token,
+                err: RouterError::Http("reset".into())
+            }
+            .is_permanent()
+        );
     }
 }
