@@ -322,6 +322,35 @@ fn launch_proxy_on_a_unix_socket_of_the_host() {
     );
     ok(s.weave(&["stop-proxy"]));
     assert!(!sock.exists(), "stop-proxy leaves {}", sock.display());
+
+    // An address another process holds: the launch fails (the address answering is not the
+    // proxy being ready), and neither the launch nor a stop removes the other's socket.
+    let busy = dir.join("busy.sock");
+    let _other = std::os::unix::net::UnixListener::bind(&busy).unwrap();
+    let started = Instant::now();
+    let out = s.weave(&["launch-proxy", "-H", &format!("unix://{}", busy.display())]);
+    assert_ne!(out.code, 0, "{out:?}");
+    assert!(out.stderr.contains("another process"), "{}", out.stderr);
+    assert!(
+        started.elapsed() < Duration::from_secs(20),
+        "{:?}",
+        started.elapsed()
+    );
+    assert_ne!(
+        docker(DIRECT, &["inspect", "weaveproxy"]).code,
+        0,
+        "no container left"
+    );
+    ok(s.weave(&["stop-proxy"]));
+    assert!(busy.exists(), "the other process's socket is kept");
+
+    // `tcp://:PORT` is every address, as for the daemon; port 0 is refused before launching.
+    let port = support::free_port();
+    ok(s.weave(&["launch-proxy", "-H", &format!("tcp://:{port}")]));
+    ok(s.weave(&["stop-proxy"]));
+    let out = s.weave(&["launch-proxy", "-H", "tcp://127.0.0.1:0"]);
+    assert_ne!(out.code, 0);
+    assert!(out.stderr.contains("give the port"), "{}", out.stderr);
 }
 
 /// `weave status | head -1` ends like other CLIs whose reader went away (SIGPIPE), not with a

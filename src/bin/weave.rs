@@ -364,9 +364,6 @@ where
 {
     let deadline = Instant::now() + READY_WITHIN;
     let why = loop {
-        if ready().await {
-            return Ok(());
-        }
         let dead = match d.inspect_container(name, None).await {
             Ok(c) => {
                 let s = c.state.unwrap_or_default();
@@ -379,6 +376,11 @@ where
         };
         if dead {
             break "failed to start";
+        }
+        // The address answering is not enough: another process may hold it (and this
+        // service then dies trying to bind it). Ready is when the service itself says so.
+        if ready().await && announced(d, name).await {
+            return Ok(());
         }
         if Instant::now() >= deadline {
             break "did not become ready within 30 s";
@@ -407,6 +409,30 @@ where
 
 /// The container's last lines, each once: the restart policy may have run the service more
 /// than once before it was seen dead, and each run logs the same error.
+/// The service has logged that it listens (each of ours does, at info, once it has bound
+/// every address; a failure to bind is an error line instead).
+async fn announced(d: &Docker, name: &str) -> bool {
+    let mut s = d.logs(
+        name,
+        Some(LogsOptions {
+            stdout: true,
+            stderr: true,
+            tail: "all".into(),
+            ..Default::default()
+        }),
+    );
+    while let Some(Ok(chunk)) = s.next().await {
+        if chunk
+            .to_string()
+            .lines()
+            .any(|l| l.contains(" INFO ") && l.contains(" listening"))
+        {
+            return true;
+        }
+    }
+    false
+}
+
 async fn logs(d: &Docker, name: &str) -> String {
     let mut out = String::new();
     let mut s = d.logs(
@@ -522,6 +548,10 @@ fn check_proxy_flags(flags: &[String]) -> anyhow::Result<Option<weaveproxy::conf
         .map_err(anyhow::Error::msg)?;
     for a in &settings.listen {
         a.parse::<ListenAddr>().map_err(anyhow::Error::msg)?;
+        if a.starts_with("tcp://") && a.ends_with(":0") {
+            // The kernel would pick the port, and `proxy-env` could not say which.
+            anyhow::bail!("listen address {a}: give the port the proxy is to listen on");
+        }
     }
     Ok(Some(settings))
 }
@@ -736,7 +766,9 @@ fn remove_unix_sockets(args: &[String]) {
         .filter_map(|a| a.strip_prefix("unix://"))
     {
         let is_socket = std::fs::symlink_metadata(path).is_ok_and(|m| m.file_type().is_socket());
-        if is_socket {
+        // A socket someone still answers on is not the stopped proxy's (it may be the
+        // daemon's own): only a dead one is removed.
+        if is_socket && std::os::unix::net::UnixStream::connect(path).is_err() {
             let _ = std::fs::remove_file(path);
         }
     }
@@ -746,9 +778,13 @@ fn listening(addr: &str) -> bool {
     if let Some(path) = addr.strip_prefix("unix://") {
         return std::os::unix::net::UnixStream::connect(path).is_ok();
     }
-    let hp = addr
+    let mut hp = addr
         .trim_start_matches("tcp://")
         .replace("0.0.0.0", "127.0.0.1");
+    if hp.starts_with(':') {
+        // `tcp://:PORT` listens on every address.
+        hp.insert_str(0, "127.0.0.1");
+    }
     let Some(sa) = std::net::ToSocketAddrs::to_socket_addrs(&hp)
         .ok()
         .and_then(|mut a| a.next())
