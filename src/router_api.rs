@@ -15,6 +15,9 @@ use crate::weave_cidr::Cidr;
 
 pub const DEFAULT_BASE_URL: &str = "http://127.0.0.1:6784";
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
+/// A router that accepts but never answers (paused, wedged) must not hold a `docker start`
+/// for ever: this is well inside weavewait's own 30 s.
+const REPLY_TIMEOUT: Duration = Duration::from_secs(10);
 /// Replies are an address or a status page; cap what we buffer from a misbehaving server.
 const MAX_REPLY: usize = 1024 * 1024;
 
@@ -170,7 +173,7 @@ impl RouterClient {
             .header(CONTENT_TYPE, "application/x-www-form-urlencoded")
             .body(Full::new(Bytes::from(form)))
             .map_err(|e| RouterError::Http(e.to_string()))?;
-        let result = async {
+        let exchange = async {
             let resp = sender.send_request(req).await.map_err(http)?;
             let status = resp.status();
             let bytes = Limited::new(resp.into_body(), MAX_REPLY)
@@ -181,8 +184,15 @@ impl RouterClient {
             let body = String::from_utf8(bytes.to_vec())
                 .map_err(|_| RouterError::Parse("reply is not UTF-8".to_string()))?;
             Ok(RawReply { status, body })
-        }
-        .await;
+        };
+        let result = match tokio::time::timeout(REPLY_TIMEOUT, exchange).await {
+            Ok(r) => r,
+            Err(_) => Err(RouterError::Http(format!(
+                "{} accepted the connection but did not answer within {} s",
+                self.authority,
+                REPLY_TIMEOUT.as_secs()
+            ))),
+        };
         // Dropping the sender lets the connection task finish; abort covers a stuck server.
         drop(sender);
         driver.abort();

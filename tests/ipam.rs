@@ -256,3 +256,36 @@ fn attach_decision_per_network_mode() {
     }
     ping(&other, z);
 }
+
+/// A network service that accepts connections but never answers (paused, wedged) fails the
+/// start within a bound, naming it, instead of holding `docker run` for ever.
+#[test]
+fn a_router_that_never_answers_fails_the_start_in_bounded_time() {
+    let silent = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = silent.local_addr().unwrap();
+    let held = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let keep = held.clone();
+    std::thread::spawn(move || {
+        for c in silent.incoming().flatten() {
+            keep.lock().unwrap().push(c);
+        }
+    });
+    let p = ProxyProc::start(&["--weave-api", &format!("http://{addr}")]);
+    let mut c = Cleanup::new();
+    let name = c.container("silent");
+    let started = std::time::Instant::now();
+    let out = docker(
+        &p.tcp,
+        &["run", "--name", &name, "-e", "WEAVE_CIDR=", image(), "true"],
+    );
+    assert_ne!(out.code, 0, "{out:?}");
+    assert!(out.stderr.contains("did not answer"), "{}", out.stderr);
+    assert!(out.stderr.contains(&addr.to_string()), "{}", out.stderr);
+    assert!(
+        started.elapsed() < std::time::Duration::from_secs(25),
+        "{:?}",
+        started.elapsed()
+    );
+    assert_ne!(inspect(&name, "{{.State.Running}}"), "true");
+    drop(held);
+}
