@@ -792,6 +792,36 @@ fn raw_api_minimal_bodies_and_unversioned_paths() {
     assert!(h.starts_with("HTTP/1.1 400"), "{h}");
     assert!(String::from_utf8_lossy(&b).contains("invalid WEAVE_CIDR"));
 
+    // The daemon reads the first JSON value and ignores what follows; so does the proxy.
+    let name = c.container("trail");
+    let body = format!(r#"{{"Image":"{a}","Env":["WEAVE_CIDR=10.2.1.1/24"]}} {{"x":1}}"#);
+    r.send(format!("POST /containers/create?name={name} HTTP/1.1\r\nHost: docker\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}", body.len()).as_bytes());
+    let (h, _) = r.read_response();
+    assert!(h.starts_with("HTTP/1.1 201"), "{h}");
+    assert_eq!(
+        inspect(&name, "{{json .Config.Entrypoint}}"),
+        r#"["/w/w","grep"]"#
+    );
+    // Fields of a type the daemon refuses reach it as sent: its answer, not a rewritten success.
+    for bad in [r#""HostConfig":{"Binds":"x"}"#, r#""Entrypoint":{"a":1}"#] {
+        let body = format!(r#"{{"Image":"{a}","Env":["WEAVE_CIDR=10.2.1.1/24"],{bad}}}"#);
+        let req = format!(
+            "POST /containers/create HTTP/1.1\r\nHost: docker\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
+            body.len()
+        );
+        let mut d = raw_direct();
+        d.send(req.as_bytes());
+        let (direct, _) = d.read_response();
+        r.send(req.as_bytes());
+        let (through, _) = r.read_response();
+        assert!(!direct.starts_with("HTTP/1.1 201"), "{bad}: {direct}");
+        assert_eq!(
+            through.lines().next(),
+            direct.lines().next(),
+            "{bad}: {through}"
+        );
+    }
+
     // A create body the proxy will not hold whole: Docker's 413, with the limit named.
     let mut big = std::net::TcpStream::connect(p.addr()).unwrap();
     big.set_read_timeout(Some(Duration::from_secs(20))).unwrap();

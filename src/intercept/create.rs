@@ -41,9 +41,17 @@ pub async fn handle(
     };
 
     // Not JSON, or not an object: the daemon's own error is the right answer.
-    let Ok(Value::Object(mut config)) = serde_json::from_slice::<Value>(&bytes) else {
+    // The daemon decodes the first JSON value and ignores what follows it; so does the proxy.
+    let first = serde_json::Deserializer::from_slice(&bytes)
+        .into_iter::<Value>()
+        .next();
+    let Some(Ok(Value::Object(mut config))) = first else {
         return send(bytes, false).await;
     };
+    if !well_typed(&config) {
+        // The daemon refuses such a body; rewriting would hide that behind a success.
+        return send(bytes, false).await;
+    }
     canonical_keys(&mut config);
     let env = strings(config.get("Env")).unwrap_or_default();
     let env: Vec<&str> = env.iter().map(String::as_str).collect();
@@ -190,6 +198,25 @@ fn host_config(config: &mut serde_json::Map<String, Value>) -> &mut serde_json::
         Value::Object(m) => m,
         _ => unreachable!("made an object above"),
     }
+}
+
+/// The fields the proxy rewrites have the JSON types the daemon accepts (or are absent/null).
+fn well_typed(config: &serde_json::Map<String, Value>) -> bool {
+    let command = |v: Option<&Value>| {
+        matches!(
+            v,
+            None | Some(Value::Null | Value::String(_) | Value::Array(_))
+        )
+    };
+    let list = |v: Option<&Value>| matches!(v, None | Some(Value::Null | Value::Array(_)));
+    let hc = config.get("HostConfig");
+    command(config.get("Entrypoint"))
+        && command(config.get("Cmd"))
+        && list(config.get("Env"))
+        && matches!(hc, None | Some(Value::Null | Value::Object(_)))
+        && list(hc.and_then(|h| h.get("Binds")))
+        && list(hc.and_then(|h| h.get("Dns")))
+        && list(hc.and_then(|h| h.get("DnsSearch")))
 }
 
 /// The daemon decodes the body with Go's encoding/json, which matches field names without
