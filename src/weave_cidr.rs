@@ -121,9 +121,20 @@ pub fn parse(value: &str) -> Result<Request, WeaveCidrError> {
     }
     let mut tokens = Vec::new();
     for word in trimmed.split_whitespace() {
-        let bad = |reason: String| WeaveCidrError {
-            value: value.to_string(),
-            reason,
+        let bad = |reason: String| {
+            // The value is named by the error already: a lone word is not named twice.
+            let quoted = format!("\"{word}\"");
+            let reason = match reason.strip_prefix(&quoted) {
+                Some(rest) if trimmed == word => match rest.strip_prefix(": ") {
+                    Some(r) => r.to_string(),
+                    None => format!("it{rest}"),
+                },
+                _ => reason,
+            };
+            WeaveCidrError {
+                value: value.to_string(),
+                reason,
+            }
         };
         let token = if word == "net:default" {
             Token::NetDefault
@@ -168,6 +179,11 @@ pub fn parse(value: &str) -> Result<Request, WeaveCidrError> {
             }
             Token::Claim(cidr)
         };
+        if matches!(token, Token::Net(_) | Token::NetDefault) && tokens.contains(&token) {
+            return Err(bad(format!(
+                "{word} is asked for twice: one interface takes one address per subnet"
+            )));
+        }
         tokens.push(token);
     }
     if tokens.is_empty() {
@@ -205,6 +221,8 @@ fn unusable_address(c: Cidr) -> Option<String> {
 fn unusable_range(ip: Ipv4Addr) -> Option<&'static str> {
     if ip.is_unspecified() {
         Some("the unspecified address")
+    } else if ip.octets()[0] == 0 {
+        Some("in 0.0.0.0/8, which means \"this network\" and is never a host's")
     } else if ip.is_loopback() {
         Some("a loopback address (127.0.0.0/8)")
     } else if ip.is_multicast() {
@@ -280,6 +298,9 @@ mod tests {
             "net:0.0.0.0/0",
             "net:127.0.0.0/8",
             "net:10.2.1.0/31",
+            "0.1.2.3/8",
+            "net:default net:default",
+            "net:10.2.1.0/24 net:10.2.1.0/24",
         ] {
             let err = parse(bad).unwrap_err();
             assert_eq!(err.value, bad);
@@ -290,6 +311,16 @@ mod tests {
             );
             assert!(!text.contains('\n'));
         }
+        assert_eq!(
+            parse("0.0.0.0/0").unwrap_err().to_string(),
+            "invalid WEAVE_CIDR \"0.0.0.0/0\": /0 is every address, not a subnet an interface can be on"
+        );
+        assert_eq!(
+            parse("bogus").unwrap_err().to_string(),
+            "invalid WEAVE_CIDR \"bogus\": it is not an address like 10.2.1.1/24, ip:CIDR, net:CIDR or net:default"
+        );
+        let two = parse("10.2.1.1/24 bogus").unwrap_err().to_string();
+        assert!(two.contains(": \"bogus\" is not"), "{two}");
     }
 
     #[test]
