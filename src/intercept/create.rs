@@ -65,7 +65,9 @@ pub async fn handle(
         Ok(Err(reason)) => {
             // Only worth a line when the user could have expected an attach.
             if weave_cidr_given(&env) || weave.with_ipam {
-                tracing::info!("not attaching the container: {reason}");
+                let name = container_name(parts.uri.query()).unwrap_or_default();
+                let image = config.get("Image").and_then(|v| v.as_str()).unwrap_or("");
+                tracing::info!(container = %name, image, "not attaching the container: {reason}");
             }
             return send(bytes, false).await;
         }
