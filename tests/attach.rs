@@ -315,6 +315,23 @@ fn entrypoint_and_cmd_merge_like_docker() {
         )),
         "1\n"
     );
+    // Run through the proxy without asking for the weave network, such an image still runs
+    // (its entrypoint is weavewait), at once and without ethwe.
+    for env in [vec![], vec!["-e", "WEAVE_CIDR=none"]] {
+        let started = Instant::now();
+        let mut args = vec!["run", "--rm"];
+        args.extend(env.iter().copied());
+        args.extend([img2.as_str(), "sh", "-c", "echo ran; ls /sys/class/net"]);
+        let out = ok(docker(&p.tcp, &args));
+        assert!(
+            out.starts_with("ran\n") && !out.contains("ethwe"),
+            "{env:?}: {out}"
+        );
+        assert!(
+            started.elapsed() < Duration::from_secs(10),
+            "{env:?}: waited"
+        );
+    }
 }
 
 #[test]

@@ -69,6 +69,18 @@ pub async fn handle(
                 let image = config.get("Image").and_then(|v| v.as_str()).unwrap_or("");
                 tracing::info!(container = %name, image, "not attaching the container: {reason}");
             }
+            if committed_from_attached(weave, &config).await {
+                // Its entrypoint is weavewait, which is not in the image: it gets weavewait,
+                // told not to wait, so that it runs as it did, without the weave network.
+                super::set_weavewait_binds(
+                    host_config(&mut config),
+                    &[weave.weavewait.bind(), super::NOOP_BIND.to_string()],
+                );
+                let rewritten = serde_json::to_vec(&config).map_err(|e| {
+                    ApiError::internal(format!("weaveproxy: encoding the create request: {e}"))
+                })?;
+                return send(rewritten.into(), true).await;
+            }
             return send(bytes, false).await;
         }
         Ok(Ok(tokens)) => tokens,
@@ -200,6 +212,29 @@ fn host_config(config: &mut serde_json::Map<String, Value>) -> &mut serde_json::
         Value::Object(m) => m,
         _ => unreachable!("made an object above"),
     }
+}
+
+/// The request takes its entrypoint from an image committed from an attached container (its
+/// entrypoint begins with weavewait, which only the proxy's mount provides).
+async fn committed_from_attached(weave: &Weave, config: &serde_json::Map<String, Value>) -> bool {
+    if !CommandParts::from_request(config).needs_image()
+        || mount_in_the_way(config, &weave.weavewait.bind()).is_some()
+    {
+        return false;
+    }
+    let image = config.get("Image").and_then(Value::as_str).unwrap_or("");
+    let Ok(docker) = weave.docker.get().await else {
+        return false;
+    };
+    // An unknown image is the daemon's to answer.
+    let Ok(inspect) = docker.inspect_image(image).await else {
+        return false;
+    };
+    let entrypoint = inspect
+        .config
+        .and_then(|c| c.entrypoint)
+        .unwrap_or_default();
+    entrypoint.first().map(String::as_str) == Some(WEAVEWAIT)
 }
 
 /// The fields the proxy rewrites have the JSON types the daemon accepts (or are absent/null).

@@ -185,7 +185,13 @@ fn prepared_by(weave: &Weave, info: &ContainerInspectResponse) -> bool {
         .as_ref()
         .and_then(|h| h.binds.as_ref())
         .is_some_and(|b| b.contains(&weave.weavewait.bind()));
-    wrapped && ours
+    // weavewait told not to wait (a committed image run without WEAVE_CIDR): hands off.
+    let no_wait = info
+        .host_config
+        .as_ref()
+        .and_then(|h| h.binds.as_ref())
+        .is_some_and(|b| b.iter().any(|x| x == super::NOOP_BIND));
+    wrapped && ours && !no_wait
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
