@@ -291,10 +291,7 @@ fn entrypoint_and_cmd_merge_like_docker() {
 
     // A committed proxied container is never wrapped twice.
     let c1 = c.container("c1");
-    ok(docker(
-        &p.tcp,
-        &["run", "-d", "--name", &c1, e, image(), "sleep", "600"],
-    ));
+    sleeper(&p.tcp, &c1, &[e]);
     let img2 = c.image("img2");
     ok(docker(DIRECT, &["commit", &c1, &img2]));
     let c2 = c.container("c2");
@@ -412,20 +409,7 @@ fn weavewait_is_the_only_mount_and_read_only() {
     let p = ProxyProc::start(&[]);
     let mut c = Cleanup::new();
     let name = c.container("mnt");
-    ok(docker(
-        &p.tcp,
-        &[
-            "run",
-            "-d",
-            "--name",
-            &name,
-            "-e",
-            "WEAVE_CIDR=10.2.1.1/24",
-            image(),
-            "sleep",
-            "600",
-        ],
-    ));
+    sleeper(&p.tcp, &name, &["-e", "WEAVE_CIDR=10.2.1.1/24"]);
     assert_eq!(
         inspect(
             &name,
@@ -439,22 +423,7 @@ fn weavewait_is_the_only_mount_and_read_only() {
     let name = c.container("mnt2");
     let dir = tempfile::tempdir().unwrap();
     let vol = format!("{}:/data", dir.path().display());
-    ok(docker(
-        &p.tcp,
-        &[
-            "run",
-            "-d",
-            "--name",
-            &name,
-            "-v",
-            &vol,
-            "-e",
-            "WEAVE_CIDR=10.2.1.1/24",
-            image(),
-            "sleep",
-            "600",
-        ],
-    ));
+    sleeper(&p.tcp, &name, &["-v", &vol, "-e", "WEAVE_CIDR=10.2.1.1/24"]);
     assert_eq!(inspect(&name, "{{len .Mounts}}"), "2");
 
     // A mount of the user's own where weavewait goes is an error to act on, not dropped.
@@ -483,20 +452,7 @@ fn two_containers_ping_over_ethwe() {
     let p = ProxyProc::start(&[]);
     let mut c = Cleanup::new();
     let a = c.container("pa");
-    ok(docker(
-        &p.tcp,
-        &[
-            "run",
-            "-d",
-            "--name",
-            &a,
-            "-e",
-            "WEAVE_CIDR=10.2.1.1/24",
-            image(),
-            "sleep",
-            "600",
-        ],
-    ));
+    sleeper(&p.tcp, &a, &["-e", "WEAVE_CIDR=10.2.1.1/24"]);
     let out = docker(
         &p.tcp,
         &[
@@ -531,10 +487,7 @@ fn hands_off_containers_are_untouched() {
     }
     let _net = Net(net.clone());
     let owner = c.container("owner");
-    ok(docker(
-        DIRECT,
-        &["run", "-d", "--name", &owner, image(), "sleep", "600"],
-    ));
+    sleeper(DIRECT, &owner, &[]);
     let shared = format!("container:{owner}");
     let net_flag = format!("--network={net}");
     let shared_flag = format!("--network={shared}");
@@ -719,30 +672,14 @@ fn exec_into_any_container_works() {
     let mut c = Cleanup::new();
     // W-38: a container the proxy did not set up.
     let plain = c.container("plain");
-    ok(docker(
-        DIRECT,
-        &["run", "-d", "--name", &plain, image(), "sleep", "600"],
-    ));
+    sleeper(DIRECT, &plain, &[]);
     assert_eq!(ok(docker(&p.tcp, &["exec", &plain, "echo", "ok"])), "ok\n");
     let out = docker(&p.tcp, &["exec", "wpt-nosuch-container", "true"]);
     let direct = docker(DIRECT, &["exec", "wpt-nosuch-container", "true"]);
     assert_ne!(out.code, 0);
     assert_eq!(out.stderr, direct.stderr);
     let woven = c.container("woven");
-    ok(docker(
-        &p.tcp,
-        &[
-            "run",
-            "-d",
-            "--name",
-            &woven,
-            "-e",
-            "WEAVE_CIDR=10.2.1.1/24",
-            image(),
-            "sleep",
-            "600",
-        ],
-    ));
+    sleeper(&p.tcp, &woven, &["-e", "WEAVE_CIDR=10.2.1.1/24"]);
     let out = ok(docker(
         &p.tcp,
         &["exec", &woven, "sh", "-c", "ip -4 addr show ethwe"],
@@ -941,20 +878,7 @@ fn one_attached_line_per_start() {
     let p = ProxyProc::start(&["--log-level", "info"]);
     let mut c = Cleanup::new();
     let name = c.container("once");
-    ok(docker(
-        &p.tcp,
-        &[
-            "run",
-            "-d",
-            "--name",
-            &name,
-            "-e",
-            "WEAVE_CIDR=10.2.1.9/24",
-            image(),
-            "sleep",
-            "600",
-        ],
-    ));
+    sleeper(&p.tcp, &name, &["-e", "WEAVE_CIDR=10.2.1.9/24"]);
     let id = inspect(&name, "{{.Id}}");
     let lines = || {
         p.log_text()

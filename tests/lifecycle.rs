@@ -49,20 +49,7 @@ fn legacy_start_host_config_is_honoured_and_reaugmented() {
     let p = ProxyProc::start(&[]);
     let mut c = Cleanup::new();
     let c1 = c.container("c1");
-    ok(docker(
-        &p.tcp,
-        &[
-            "run",
-            "-d",
-            "--name",
-            &c1,
-            "-e",
-            "WEAVE_CIDR=10.2.1.1/24",
-            image(),
-            "sleep",
-            "600",
-        ],
-    ));
+    sleeper(&p.tcp, &c1, &["-e", "WEAVE_CIDR=10.2.1.1/24"]);
     let c1_id = inspect(&c1, "{{.Id}}");
     let share = format!("container:{c1}");
     let cases: Vec<(String, &str, Vec<&str>)> = vec![
@@ -357,20 +344,7 @@ fn broken_event_stream_is_resubscribed() {
     let p = ProxyProc::start(&["-D", &relay.addr()]);
     let mut c = Cleanup::new();
     let name = c.container("events");
-    ok(docker(
-        &p.tcp,
-        &[
-            "run",
-            "-d",
-            "--name",
-            &name,
-            "-e",
-            "WEAVE_CIDR=10.2.1.7/24",
-            image(),
-            "sleep",
-            "600",
-        ],
-    ));
+    sleeper(&p.tcp, &name, &["-e", "WEAVE_CIDR=10.2.1.7/24"]);
     wait_until("the event stream is open", || {
         relay.conns.lock().unwrap().len() >= 2
     });

@@ -508,10 +508,7 @@ fn hijack_head_is_the_daemons() {
     let p = ProxyProc::start(&[]);
     let mut c = Cleanup::new();
     let name = c.container("hj");
-    ok(docker(
-        DIRECT,
-        &["run", "-d", "--name", &name, image(), "sleep", "600"],
-    ));
+    sleeper(DIRECT, &name, &[]);
     // W-10/W-12: `101 UPGRADED` with the daemon's headers, strict CRLF, output never in the head.
     let (dhead, dbody) = exec_start(&mut raw_direct(), &exec_create(&name), true);
     let (phead, pbody) = exec_start(&mut Raw::tcp(&p.addr()), &exec_create(&name), true);
@@ -709,10 +706,7 @@ fn disconnecting_clients_leak_nothing() {
     let p = ProxyProc::start(&[]);
     let mut c = Cleanup::new();
     let name = c.container("leak");
-    ok(docker(
-        DIRECT,
-        &["run", "-d", "--name", &name, image(), "sleep", "600"],
-    ));
+    sleeper(DIRECT, &name, &[]);
     // Warm up the runtime's own descriptors.
     ok(docker(&p.tcp, &["version"]));
     std::thread::sleep(Duration::from_millis(200));
@@ -757,10 +751,7 @@ fn stats_stream_cancelled_then_connection_reused() {
     let p = ProxyProc::start(&[]);
     let mut c = Cleanup::new();
     let name = c.container("stats");
-    ok(docker(
-        DIRECT,
-        &["run", "-d", "--name", &name, image(), "sleep", "600"],
-    ));
+    sleeper(DIRECT, &name, &[]);
     let mut r = Raw::tcp(&p.addr());
     r.send(
         format!(

@@ -166,6 +166,15 @@ pub fn output_with_stdin(mut cmd: Command, input: &[u8]) -> Out {
 }
 
 /// Asserts success and returns stdout.
+/// `docker run -d --name NAME OPTS... IMAGE sleep 600` at `host`: a container that stays up
+/// for the test; its id.
+pub fn sleeper(host: &str, name: &str, opts: &[&str]) -> String {
+    let mut args = vec!["run", "-d", "--name", name];
+    args.extend_from_slice(opts);
+    args.extend([image(), "sleep", "600"]);
+    ok(docker(host, &args))
+}
+
 pub fn ok(out: Out) -> String {
     assert_eq!(out.code, 0, "docker failed: {}{}", out.stdout, out.stderr);
     out.stdout
